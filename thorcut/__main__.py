@@ -1,0 +1,3 @@
+from thorcut.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""``thorcut dev up`` / ``thorcut dev down``: the local demo stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from thorcut.config import load_settings, redact_url
+from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt
+from thorcut.output import err, out, print_json
+
+app = typer.Typer(help="Run the local demo stack.", no_args_is_help=True)
+
+StateDirOpt = typer.Option(Path(".thorcut"), "--state-dir", help="Where the demo keeps its data and state.")
+
+
+@app.command()
+def up(
+    redis_url: RedisUrlOpt = None,
+    config: ConfigOpt = None,
+    state_dir: Path = StateDirOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the demo stack: Redis (the configured one if reachable, else an embedded one).
+
+    Example: thorcut dev up
+    """
+    from thorcut import devstack
+
+    settings = load_settings({"redis_url": redis_url}, config=config)
+    state = devstack.up(state_dir, settings.redis_url, min(settings.timeout, 1.0))
+    url = str(state["url"])
+    if as_json:
+        print_json({**state, "url": redact_url(url)})
+        return
+    console = out()
+    if state.get("already_running"):
+        console.print(f"Demo Redis already running at {redact_url(url)} (pid {state['pid']}).")
+    elif state["embedded"]:
+        console.print(f"Started embedded Redis at {url} (pid {state['pid']}; data in {state_dir / 'redis'}).")
+    else:
+        console.print(f"Using the Redis at {redact_url(url)}.")
+    env = ""
+    if url != settings.redis_url:
+        env = f"THORCUT_REDIS_URL={url} "
+        console.print(f"\nPoint thorcut at it:  export THORCUT_REDIS_URL={url}")
+    console.print("\nNext, try:")
+    for line in (
+        f"{env}thorcut status",
+        f"{env}thorcut shadow positions --reason 'start parity'",
+        f"{env}thorcut enable positions        # refused (exit 3): no PASS verdict yet",
+        f"{env}thorcut enable positions --force --reason demo",
+        f"{env}thorcut rollback --all --reason demo",
+        f"{env}thorcut history --verify",
+        "thorcut dev down",
+    ):
+        console.print(f"  {line}", markup=False)
+
+
+@app.command()
+def down(state_dir: Path = StateDirOpt) -> None:
+    """Stop what `thorcut dev up` started.
+
+    Example: thorcut dev down
+    """
+    from thorcut import devstack
+
+    stopped = devstack.down(state_dir)
+    if stopped:
+        for item in stopped:
+            out().print(f"Stopped {item}.")
+    else:
+        err().print("Nothing started by `thorcut dev up` is running.")

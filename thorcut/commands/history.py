@@ -1,0 +1,75 @@
+"""``thorcut history``: the audit log of stage changes, and verification of its hash chain."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from thorcut.errors import AuditChainBroken
+from thorcut.features import check_feature
+from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
+from thorcut.output import out, print_json, safe
+from thorcut.session import open_session
+
+app = typer.Typer()
+
+
+@app.command()
+def history(
+    feature: str | None = typer.Argument(None, help="Only this feature's changes."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many entries (newest first)."),
+    verify: bool = typer.Option(False, "--verify", help="Recompute the hash chain; exit 1 at the first broken entry."),
+    as_json: JsonOpt = False,
+    redis_url: RedisUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show who changed which stage, when and why, newest first.
+
+    Example: thorcut history positions --limit 5 --verify
+    """
+    session = open_session(redis_url, timeout, config)
+    if feature is not None:
+        check_feature(feature, session.settings.features)
+    if verify:
+        report = session.store.verify()
+        if as_json:
+            print_json(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "broken_id": report.broken_id,
+                    "problem": report.problem or None,
+                }
+            )
+        if not report.ok:
+            raise AuditChainBroken(
+                f"audit chain broken at entry {report.broken_id} (#{report.checked}): {report.problem}"
+            )
+        if not as_json:
+            out().print(f"Audit chain intact: {report.checked} entries verified.")
+        return
+    entries = session.store.history(feature, limit)
+    if as_json:
+        print_json({"entries": [e.to_dict() for e in entries]})
+        return
+    table = Table(title="thorcut audit log (newest first)", title_justify="left")
+    for col in ("at", "feature", "change", "ver", "by", "reason"):
+        table.add_column(col, no_wrap=col != "reason")
+    for e in entries:
+        f = e.fields
+        change = safe(f"{f.get('from')} → {f.get('to')}")
+        if f.get("to") == "live":
+            change.append(f" {f.get('percent')}%")
+        if e.forced:
+            change.append(" FORCED", style="bold yellow")
+        table.add_row(
+            safe(f.get("at")),
+            safe(e.feature),
+            change,
+            str(e.version),
+            safe(f.get("by")),
+            safe(f.get("reason")) if f.get("reason") else Text("—", style="dim"),
+        )
+    out().print(table)

@@ -1,0 +1,94 @@
+"""Parity verdicts as stored in ``{prefix}:parity:<feature>`` and the evidence gate on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    """The outcome of judging a feature's shadow traffic (DESIGN.md, "The parity verdict")."""
+
+    PASS = "PASS"  # noqa: S105 (a verdict, not a password)
+    FAIL = "FAIL"
+    PENDING = "PENDING"
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """Return ``now`` (default: the current time) as ``2026-11-24T14:30:00.123Z``."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime | None:
+    """Return the aware datetime of an ISO-8601 string, or None if it is not one."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ParityRecord:
+    """A stored verdict; ``verdict`` is None when none has been written yet."""
+
+    verdict: Verdict | None
+    judged_at: str = ""
+    counts: dict[str, int] | None = None
+    raw: dict[str, str] | None = None
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> ParityRecord:
+        """Build from the Redis hash; an unknown verdict string is treated as no verdict."""
+        try:
+            verdict: Verdict | None = Verdict(data.get("verdict", ""))
+        except ValueError:
+            verdict = None
+        counts = {}
+        for name in ("paired", "matched", "mismatched", "unpaired", "gaps", "duplicates", "errors"):
+            if data.get(name, "").isdigit():
+                counts[name] = int(data[name])
+        return cls(verdict, data.get("judged_at", ""), counts, dict(data))
+
+    def age(self, now: datetime | None = None) -> float | None:
+        """Return seconds since the verdict was judged, or None if the time is missing."""
+        at = parse_iso(self.judged_at) if self.judged_at else None
+        if at is None:
+            return None
+        return ((now or datetime.now(UTC)) - at).total_seconds()
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        age = self.age(now)
+        return {
+            "verdict": self.verdict.value if self.verdict else None,
+            "judged_at": self.judged_at or None,
+            "age_s": round(age, 3) if age is not None else None,
+            "counts": self.counts or {},
+        }
+
+
+def gate(record: ParityRecord, validity: float, now: datetime | None = None) -> str | None:
+    """Return None when ``record`` opens the ``enable`` gate, else the reason it does not."""
+    if record.verdict is None:
+        return "it has no parity verdict yet — run `thorcut diff` while it is in shadow"
+    if record.verdict is not Verdict.PASS:
+        return f"its parity verdict is {record.verdict.value}, not PASS"
+    age = record.age(now)
+    if age is None:
+        return "its PASS verdict has no judged_at time"
+    if age > validity:
+        return f"its PASS verdict is {_human(age)} old; a verdict is valid for {_human(validity)}"
+    if age < -60:  # a clock far ahead would keep a verdict valid for ever
+        return "its PASS verdict is dated in the future; check the clocks"
+    return None
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,103 @@
+"""The exceptions thorcut raises, and the exit code each one maps to.
+
+Every error a user can cause or meet derives from :class:`ThorcutError`; the CLI's single
+error boundary (``thorcut/cli.py``) prints ``Error: <message>`` on stderr and exits with the
+class's ``exit_code``. Library callers (the backend, scripts) catch the classes directly.
+
+    ThorcutError                    (exit 2 unless a subclass says otherwise)
+    ├── UsageError                  bad input: unknown feature, bad option value        (2)
+    │   └── ConfigError             thorcut.toml / environment settings are invalid     (2)
+    ├── ParityFailed                a check ran and found differences                   (1)
+    ├── AuditChainBroken            `history --verify` found an altered or missing entry (1)
+    ├── Refused                     a gate said no                                      (3)
+    │   ├── TransitionRefused       the stage machine does not allow the change
+    │   ├── EvidenceRefused         `enable` without a valid PASS verdict
+    │   └── StaleVersion            `--expect-version` no longer matches
+    ├── Unreachable                 Redis or the backend cannot be reached              (4)
+    │   ├── RedisUnavailable
+    │   └── WaitTimedOut            workers did not acknowledge a change in time
+    └── Pending                     not enough evidence to decide                       (5)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every thorcut command (DESIGN.md, "Exit codes")."""
+
+    OK = 0
+    PARITY_FAIL = 1
+    USAGE = 2
+    REFUSED = 3
+    UNREACHABLE = 4
+    PENDING = 5
+
+
+class ThorcutError(Exception):
+    """Base of every error thorcut reports to a user."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class UsageError(ThorcutError):
+    """Raised for bad input: an unknown feature, an out-of-range value, a malformed file."""
+
+
+class ConfigError(UsageError):
+    """Raised when settings (flags, ``THORCUT_*`` variables, ``thorcut.toml``) are invalid."""
+
+
+class ParityFailed(ThorcutError):
+    """Raised when a parity check ran and found differences."""
+
+    exit_code = ExitCode.PARITY_FAIL
+
+
+class AuditChainBroken(ThorcutError):
+    """Raised when the audit stream's hash chain does not verify."""
+
+    exit_code = ExitCode.PARITY_FAIL
+
+
+class Refused(ThorcutError):
+    """Raised when a gate refuses a change; nothing was written."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class TransitionRefused(Refused):
+    """Raised when the requested stage change is not one of the design's transitions."""
+
+
+class EvidenceRefused(Refused):
+    """Raised when ``enable`` lacks a PASS verdict younger than the validity window."""
+
+
+class StaleVersion(Refused):
+    """Raised when ``--expect-version`` does not match the stored version."""
+
+    def __init__(self, message: str, *, current: int) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class Unreachable(ThorcutError):
+    """Raised when a server thorcut needs cannot be reached."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class RedisUnavailable(Unreachable):
+    """Raised when Redis refuses, times out, or rejects the credentials."""
+
+
+class WaitTimedOut(Unreachable):
+    """Raised when ``--wait`` ends before every registered worker acknowledged the change."""
+
+
+class Pending(ThorcutError):
+    """Raised when there is not enough evidence to reach a verdict."""
+
+    exit_code = ExitCode.PENDING

@@ -1,0 +1,400 @@
+"""The flag store: read and change feature stages in Redis (DESIGN.md, "Redis keys").
+
+Every change is one Lua script that compare-and-sets the feature's ``version`` (and the audit
+chain head, and for ``enable`` the PASS verdict it relied on), writes the flag hash, appends
+the hash-chained audit entry and publishes on ``{prefix}:changes``. Either all of that happens
+or none of it; a lost race is retried from a fresh read, or reported as stale when the caller
+pinned ``expect_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from thorcut.compare.verdict import ParityRecord, gate, now_iso
+from thorcut.errors import EvidenceRefused, StaleVersion, TransitionRefused, UsageError
+from thorcut.features import Stage, allowed, route_hint
+from thorcut.flags.audit import AuditEntry, ChainReport, entry_hash, verify_chain
+from thorcut.redisconn import Keys
+
+_COMMIT = """
+local p = cjson.decode(ARGV[1])
+local head = ''
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local f = last[1][2]
+  for i = 1, #f, 2 do if f[i] == 'hash' then head = f[i + 1] end end
+end
+if head ~= p.head then return {'chain', head} end
+for i, c in ipairs(p.changes) do
+  local v = tonumber(redis.call('HGET', KEYS[2 * i], 'version') or '0')
+  if v ~= c.expect then return {'stale', c.feature, tostring(v)} end
+  if c.evidence then
+    local e = redis.call('HMGET', KEYS[2 * i + 1], 'verdict', 'judged_at')
+    if e[1] ~= 'PASS' or e[2] ~= c.evidence then return {'evidence', c.feature} end
+  end
+end
+local ids = {}
+for i, c in ipairs(p.changes) do
+  redis.call('HSET', KEYS[2 * i], unpack(c.flag))
+  ids[i] = redis.call('XADD', KEYS[1], '*', unpack(c.audit))
+end
+for i, c in ipairs(p.changes) do redis.call('PUBLISH', p.channel, c.notify) end
+return {'ok', unpack(ids)}
+"""
+
+#: How many times a change is re-planned after losing a race before giving up.
+MAX_ATTEMPTS = 200
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """A feature's stored stage. A feature never written is ``off`` at version 0."""
+
+    feature: str
+    stage: Stage = Stage.OFF
+    percent: int = 0
+    version: int = 0
+    updated_at: str = ""
+    updated_by: str = ""
+    reason: str = ""
+
+    @classmethod
+    def from_hash(cls, feature: str, data: dict[str, str]) -> FlagState:
+        """Build from the stored hash; unknown stages read as ``off``, the safe default."""
+        try:
+            stage = Stage(data.get("stage", "off"))
+        except ValueError:
+            stage = Stage.OFF
+        return cls(
+            feature,
+            stage,
+            _int(data.get("percent"), 0),
+            _int(data.get("version"), 0),
+            data.get("updated_at", ""),
+            data.get("updated_by", ""),
+            data.get("reason", ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "stage": self.stage.value,
+            "percent": self.percent,
+            "version": self.version,
+            "updated_at": self.updated_at or None,
+            "updated_by": self.updated_by or None,
+            "reason": self.reason or None,
+        }
+
+
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Request:
+    """One wanted change, before it is checked against the stored state."""
+
+    feature: str
+    to: Stage
+    percent: int | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    before: FlagState
+    after: FlagState
+    forced: bool = False
+    evidence: str | None = None  # the judged_at of the PASS verdict the change relies on
+
+    @property
+    def changes(self) -> bool:
+        return (self.before.stage, self.before.percent) != (self.after.stage, self.after.percent)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a change did (or, with ``dry_run``, would do)."""
+
+    before: FlagState
+    after: FlagState
+    forced: bool = False
+    entry_id: str | None = None
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return (self.before.stage, self.before.percent) != (self.after.stage, self.after.percent)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.before.feature,
+            "from": self.before.stage.value,
+            "to": self.after.stage.value,
+            "percent": self.after.percent,
+            "version": self.after.version,
+            "changed": self.changed,
+            "forced": self.forced,
+            "dry_run": self.dry_run,
+            "audit_id": self.entry_id,
+        }
+
+
+@dataclass
+class FlagStore:
+    """Reads and changes stages for the features of one manifest in one Redis."""
+
+    client: redis.Redis
+    keys: Keys
+    features: tuple[str, ...]
+    operator: str = "unknown"
+    validity: float = 24 * 3600.0
+    _commit: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._commit = self.client.register_script(_COMMIT)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read(self, feature: str) -> FlagState:
+        """Return the stored state of ``feature``."""
+        raw: Any = self.client.hgetall(self.keys.flag(feature))
+        return FlagState.from_hash(feature, raw)
+
+    def read_all(self) -> dict[str, FlagState]:
+        """Return every feature's state in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in self.features:
+            pipe.hgetall(self.keys.flag(name))
+        return {n: FlagState.from_hash(n, d) for n, d in zip(self.features, pipe.execute(), strict=True)}
+
+    def parity(self, feature: str) -> ParityRecord:
+        """Return the stored parity verdict of ``feature`` (``verdict`` None if none)."""
+        raw: Any = self.client.hgetall(self.keys.parity(feature))
+        return ParityRecord.from_hash(raw)
+
+    def parity_all(self) -> dict[str, ParityRecord]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in self.features:
+            pipe.hgetall(self.keys.parity(name))
+        return {n: ParityRecord.from_hash(d) for n, d in zip(self.features, pipe.execute(), strict=True)}
+
+    # -- changing -----------------------------------------------------------------------
+
+    def change(
+        self,
+        feature: str,
+        to: Stage,
+        *,
+        percent: int | None = None,
+        reason: str = "",
+        force: bool = False,
+        expect_version: int | None = None,
+        dry_run: bool = False,
+    ) -> Outcome:
+        """Move ``feature`` to ``to`` atomically and return what happened.
+
+        Raises :class:`TransitionRefused` for a move the stage machine forbids,
+        :class:`EvidenceRefused` when entering ``live`` without a valid PASS (unless ``force``),
+        :class:`StaleVersion` when ``expect_version`` is not the stored version.
+        """
+        if force and not reason.strip():
+            raise UsageError("--force needs --reason explaining why the parity gate is overridden")
+        if percent is not None and not 0 <= percent <= 100:
+            raise UsageError(f"percent must be between 0 and 100, not {percent}")
+        outcomes = self._apply([Request(feature, to, percent)], reason, force, expect_version, dry_run)
+        return outcomes[0]
+
+    def rollback_all(self, *, reason: str = "", dry_run: bool = False) -> list[Outcome]:
+        """Move every live or complete feature back to shadow in one atomic step."""
+        current = self.read_all()
+        wanted = [Request(f, Stage.SHADOW) for f, s in current.items() if s.stage in (Stage.LIVE, Stage.COMPLETE)]
+        if not wanted:
+            return []
+        return self._apply(wanted, reason, False, None, dry_run, only_if_still_rollbackable=True)
+
+    def _apply(
+        self,
+        requests: list[Request],
+        reason: str,
+        force: bool,
+        expect_version: int | None,
+        dry_run: bool,
+        only_if_still_rollbackable: bool = False,
+    ) -> list[Outcome]:
+        for _attempt in range(MAX_ATTEMPTS):
+            head = self._chain_head()
+            pipe = self.client.pipeline(transaction=False)
+            for r in requests:
+                pipe.hgetall(self.keys.flag(r.feature))
+                pipe.hgetall(self.keys.parity(r.feature))
+            raw = pipe.execute()
+            plans: list[_Plan] = []
+            for i, r in enumerate(requests):
+                before = FlagState.from_hash(r.feature, raw[2 * i])
+                if expect_version is not None and before.version != expect_version:
+                    raise StaleVersion(
+                        f"{r.feature} is at version {before.version}, not {expect_version}; "
+                        "read `thorcut status` and retry",
+                        current=before.version,
+                    )
+                if only_if_still_rollbackable and before.stage not in (Stage.LIVE, Stage.COMPLETE):
+                    continue
+                plans.append(self._plan(r, before, ParityRecord.from_hash(raw[2 * i + 1]), force))
+            pending = [p for p in plans if p.changes]
+            if dry_run or not pending:
+                return [Outcome(p.before, p.after, p.forced, None, dry_run) for p in plans]
+            ids = self._commit_plans(pending, head, reason)
+            if ids is not None:
+                by_feature = dict(zip((p.before.feature for p in pending), ids, strict=True))
+                return [Outcome(p.before, p.after, p.forced, by_feature.get(p.before.feature)) for p in plans]
+        raise StaleVersion("gave up after losing the race for this change too many times; retry", current=-1)
+
+    def _plan(self, r: Request, before: FlagState, parity: ParityRecord, force: bool) -> _Plan:
+        """Return the state after ``r``; raise if the stage machine or the gate refuses it."""
+        if before.stage == r.to and r.to is not Stage.LIVE:
+            return _Plan(before, before)
+        if not allowed(before.stage, r.to):
+            raise TransitionRefused(
+                f"{r.feature} is {before.stage.value}; it cannot go to {r.to.value} from there "
+                f"(reach {r.to.value} with: {route_hint(r.to)})"
+            )
+        percent = {Stage.OFF: 0, Stage.SHADOW: 0, Stage.COMPLETE: 100}.get(r.to)
+        if percent is None:  # live: keep the current percent unless a new one is given
+            percent = r.percent if r.percent is not None else (before.percent if before.stage is Stage.LIVE else 100)
+        after = FlagState(r.feature, r.to, percent, before.version + 1)
+        plan = _Plan(before, after)
+        if r.to is Stage.LIVE and plan.changes:
+            why = gate(parity, self.validity)
+            if why is None:
+                return _Plan(before, after, evidence=parity.judged_at)
+            if not force:
+                raise EvidenceRefused(
+                    f"refusing to enable {r.feature}: {why}. "
+                    "Override with --force --reason TEXT (recorded in the audit log)"
+                )
+            return _Plan(before, after, forced=True)
+        return plan
+
+    def _commit_plans(self, plans: list[_Plan], head: str, reason: str) -> list[str] | None:
+        """Run the script; return the new audit ids, or None if a race was lost (re-plan)."""
+        at = now_iso()
+        changes = []
+        prev = head
+        keys = [self.keys.audit]
+        for p in plans:
+            before, after = p.before, p.after
+            audit = {
+                "feature": after.feature,
+                "from": before.stage.value,
+                "to": after.stage.value,
+                "percent": str(after.percent),
+                "version": str(after.version),
+                "by": self.operator,
+                "reason": reason,
+                "forced": "1" if p.forced else "0",
+                "at": at,
+                "prev_hash": prev,
+            }
+            audit["hash"] = prev = entry_hash(audit)
+            flag = {
+                "stage": after.stage.value,
+                "percent": str(after.percent),
+                "version": str(after.version),
+                "updated_at": at,
+                "updated_by": self.operator,
+                "reason": reason,
+            }
+            notify = {
+                "feature": after.feature,
+                "stage": after.stage.value,
+                "percent": after.percent,
+                "version": after.version,
+            }
+            change: dict[str, Any] = {
+                "feature": after.feature,
+                "expect": before.version,
+                "flag": [x for kv in flag.items() for x in kv],
+                "audit": [x for kv in audit.items() for x in kv],
+                "notify": json.dumps(notify, separators=(",", ":")),
+            }
+            if p.evidence is not None:
+                change["evidence"] = p.evidence
+            changes.append(change)
+            keys += [self.keys.flag(after.feature), self.keys.parity(after.feature)]
+        payload = json.dumps({"head": head, "channel": self.keys.changes, "changes": changes})
+        reply = self._commit(keys=keys, args=[payload])
+        if reply[0] == "ok":
+            return [str(x) for x in reply[1:]]
+        return None  # 'chain', 'stale' or 'evidence': someone else wrote first; re-read and re-plan
+
+    def _chain_head(self) -> str:
+        last: Any = self.client.xrevrange(self.keys.audit, count=1)
+        return str(last[0][1].get("hash", "")) if last else ""
+
+    # -- audit log ----------------------------------------------------------------------
+
+    def history(self, feature: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Return audit entries, newest first, optionally only ``feature``'s, at most ``limit``."""
+        out: list[AuditEntry] = []
+        upper = "+"
+        while limit is None or len(out) < limit:
+            page: Any = self.client.xrevrange(self.keys.audit, max=upper, min="-", count=500)
+            if not page:
+                break
+            for entry_id, fields in page:
+                if feature is None or fields.get("feature") == feature:
+                    out.append(AuditEntry(entry_id, fields))
+                    if limit is not None and len(out) >= limit:
+                        break
+            upper = "(" + page[-1][0]
+        return out
+
+    def iter_audit(self, page_size: int = 1000) -> Iterator[AuditEntry]:
+        """Yield every audit entry, oldest first, reading in pages."""
+        lower = "-"
+        while True:
+            page: Any = self.client.xrange(self.keys.audit, min=lower, max="+", count=page_size)
+            yield from (AuditEntry(i, f) for i, f in page)
+            if len(page) < page_size:
+                return
+            lower = "(" + page[-1][0]
+
+    def verify(self) -> ChainReport:
+        """Recompute the audit chain; the report names the first broken entry, if any."""
+        return verify_chain(self.iter_audit())
+
+    # -- workers and acknowledgements (``--wait``) ------------------------------------------
+
+    def live_workers(self, now: float | None = None) -> list[str]:
+        """Return the ids of workers whose registration has not lapsed."""
+        return [str(w) for w in self.client.zrangebyscore(self.keys.workers, now or time.time(), "+inf")]
+
+    def worker_overrides(self) -> dict[str, dict[str, str]]:
+        """Return, for each live worker with env overrides, ``{feature: forced stage}``."""
+        live = set(self.live_workers())
+        raw: Any = self.client.hgetall(self.keys.overrides)
+        out: dict[str, dict[str, str]] = {}
+        for worker, blob in raw.items():
+            try:
+                forced = json.loads(blob)
+            except ValueError:
+                continue
+            if worker in live and isinstance(forced, dict):
+                out[str(worker)] = {str(k): str(v) for k, v in forced.items()}
+        return out
+
+    def acks(self, feature: str, version: int) -> dict[str, float]:
+        """Return worker id -> Unix time it applied ``version`` of ``feature``."""
+        raw: Any = self.client.hgetall(self.keys.ack(feature, version))
+        return {str(w): float(t) for w, t in raw.items()}

@@ -1,0 +1,213 @@
+"""The manifest: what each feature looks like on the wire and how parity is judged.
+
+Built-in defaults describe the reference backend (DESIGN.md, "The features"); ``thorcut.toml``
+(or ``[tool.thorcut]`` in ``pyproject.toml``) may override any field of a feature or add new
+features. Paths are dotted with ``[*]`` wildcards over list items, relative to the compared
+body (``positions[*].updated_at``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, cast
+
+from thorcut.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One REST endpoint: the message type it mirrors and its path template."""
+
+    type: str
+    path: str  # ``{key}`` is replaced by the message key
+
+
+@dataclass(frozen=True)
+class Locators:
+    """Where the ``seq``, ``key`` and compared body sit in a payload (dotted paths; "" = whole)."""
+
+    seq: str = "seq"
+    key: str = "key"
+    body: str = "data"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Numeric tolerance for one path: equal when ``|a-b| <= max(abs, rel*max(|a|,|b|))``."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a verdict may be PASS (DESIGN.md, "The parity verdict")."""
+
+    min_paired: int = 50
+    min_duration: float = 60.0
+    max_mismatch_rate: float = 0.0
+    max_gaps: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything thorcut knows about one feature."""
+
+    name: str
+    types: tuple[str, ...]
+    rest: tuple[Endpoint, ...]
+    env_override: str
+    ws: Locators = Locators()
+    rest_locators: Locators = Locators()
+    ignore: tuple[str, ...] = ()
+    tolerance: tuple[tuple[str, Tolerance], ...] = ()
+    keyed_lists: tuple[tuple[str, str], ...] = ()
+    thresholds: Thresholds = Thresholds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as plain JSON-able data (for recordings and ``--json``)."""
+        out = asdict(self)
+        out["tolerance"] = {p: asdict(t) for p, t in self.tolerance}
+        out["keyed_lists"] = dict(self.keyed_lists)
+        out["rest_locators"] = out.pop("rest_locators")
+        return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The features, in display order."""
+
+    features: tuple[FeatureSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def get(self, name: str) -> FeatureSpec:
+        """Return the spec of ``name``; raise :class:`ConfigError` if unknown."""
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"unknown feature {name!r}; valid features: {', '.join(self.names)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": {f.name: f.to_dict() for f in self.features}}
+
+
+def _default_features() -> tuple[FeatureSpec, ...]:
+    return (
+        FeatureSpec(
+            name="account_balance",
+            types=("account_balance",),
+            rest=(Endpoint("account_balance", "/api/account/balance"),),
+            env_override="WS_FEATURE_ACCOUNT_BALANCE",
+            tolerance=(("*", Tolerance(abs=1e-9)),),
+        ),
+        FeatureSpec(
+            name="positions",
+            types=("positions",),
+            rest=(Endpoint("positions", "/api/account/positions"),),
+            env_override="WS_FEATURE_POSITIONS",
+            keyed_lists=(("positions", "symbol"),),
+            tolerance=(("*", Tolerance(abs=1e-9)),),
+        ),
+        FeatureSpec(
+            name="intraday",
+            types=("intraday_bar", "vwap"),
+            rest=(
+                Endpoint("intraday_bar", "/api/intraday/{key}/bar"),
+                Endpoint("vwap", "/api/intraday/{key}/vwap"),
+            ),
+            env_override="WS_FEATURE_INTRADAY",
+            tolerance=(("*", Tolerance(abs=1e-9)),),
+        ),
+        FeatureSpec(
+            name="global_market",
+            types=("market_status",),
+            rest=(Endpoint("market_status", "/api/markets/status"),),
+            env_override="WS_FEATURE_GLOBAL_MARKET",
+        ),
+    )
+
+
+DEFAULT_MANIFEST = Manifest(_default_features())
+
+_SIMPLE = {"types", "env_override", "ignore"}
+
+
+def _locators(raw: Any, where: str) -> Locators:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table with seq, key and body paths")
+    unknown = set(raw) - {"seq", "key", "body"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected seq, key, body")
+    if not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(f"{where}: paths must be strings")
+    return replace(Locators(), **raw)
+
+
+def _thresholds(raw: Any, base: Thresholds, where: str) -> Thresholds:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    names = {f.name: f.type for f in fields(Thresholds)}
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected {sorted(names)}")
+    for k, v in raw.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{where}.{k} must be a non-negative number, not {v!r}")
+    return replace(base, **raw)
+
+
+def _feature(name: str, raw: Any, base: FeatureSpec | None) -> FeatureSpec:
+    where = f"features.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name for f in fields(FeatureSpec)} - {"name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    if base is None:
+        missing = {"types", "rest"} - set(raw)
+        if missing:
+            raise ConfigError(f"{where} is a new feature and needs {sorted(missing)}")
+        base = FeatureSpec(name=name, types=(), rest=(), env_override=f"WS_FEATURE_{name.upper()}")
+    spec = base
+    try:
+        for key, value in raw.items():
+            if key in _SIMPLE:
+                value = value if isinstance(value, str) else tuple(str(v) for v in value)
+                spec = replace(spec, **cast(dict[str, Any], {key: value}))
+            elif key == "rest":
+                spec = replace(spec, rest=tuple(Endpoint(str(e["type"]), str(e["path"])) for e in value))
+            elif key in ("ws", "rest_locators"):
+                spec = replace(spec, **cast(dict[str, Any], {key: _locators(value, f"{where}.{key}")}))
+            elif key == "tolerance":
+                spec = replace(
+                    spec,
+                    tolerance=tuple(
+                        (str(p), Tolerance(float(t.get("abs", 0)), float(t.get("rel", 0)))) for p, t in value.items()
+                    ),
+                )
+            elif key == "keyed_lists":
+                spec = replace(spec, keyed_lists=tuple((str(p), str(k)) for p, k in value.items()))
+            elif key == "thresholds":
+                spec = replace(spec, thresholds=_thresholds(value, spec.thresholds, f"{where}.thresholds"))
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{where}.{key} is malformed ({exc})") from None
+    return spec
+
+
+def build_manifest(raw_features: Any) -> Manifest:
+    """Return the default manifest with ``raw_features`` (the ``[features]`` table) applied.
+
+    Raises :class:`ConfigError` naming the first malformed entry.
+    """
+    if raw_features is None:
+        return DEFAULT_MANIFEST
+    if not isinstance(raw_features, dict):
+        raise ConfigError("[features] must be a table of feature tables")
+    specs = {f.name: f for f in DEFAULT_MANIFEST.features}
+    for name, raw in raw_features.items():
+        specs[name] = _feature(name, raw, specs.get(name))
+    return Manifest(tuple(specs.values()))

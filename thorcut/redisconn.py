@@ -1,0 +1,105 @@
+"""Connecting to Redis with a bounded timeout, and the key names of DESIGN.md ("Redis keys")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+from thorcut.config import redact_url
+from thorcut.errors import ConfigError, RedisUnavailable
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix, wrapped as a hash tag so they share a Cluster slot."""
+
+    prefix: str = "thorcut"
+
+    @property
+    def base(self) -> str:
+        return "{" + self.prefix + "}"
+
+    def flag(self, feature: str) -> str:
+        return f"{self.base}:flag:{feature}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.base}:audit"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.base}:changes"
+
+    def parity(self, feature: str) -> str:
+        return f"{self.base}:parity:{feature}"
+
+    def mismatches(self, feature: str) -> str:
+        return f"{self.base}:mismatches:{feature}"
+
+    def ack(self, feature: str, version: int) -> str:
+        return f"{self.base}:ack:{feature}:{version}"
+
+    @property
+    def overrides(self) -> str:
+        """Hash: worker id -> JSON ``{feature: stage}`` of the env overrides in force there."""
+        return f"{self.base}:overrides"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> the Unix time its registration lapses (a TTL per member)."""
+        return f"{self.base}:workers"
+
+
+def _hint(url: str) -> str:
+    return f"start it, or point THORCUT_REDIS_URL / --redis-url at a running Redis (tried {redact_url(url)})"
+
+
+def translate(exc: Exception, url: str) -> RedisUnavailable:
+    """Return the user-facing error for a redis-py exception; never includes a password."""
+    safe = redact_url(url)
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+        return RedisUnavailable(f"Redis at {safe} rejected the credentials — check the user and password in the URL")
+    if isinstance(exc, redis.TimeoutError):
+        return RedisUnavailable(f"Redis at {safe} did not answer in time — {_hint(url)}")
+    if isinstance(exc, redis.ResponseError) and "NOAUTH" in str(exc):
+        return RedisUnavailable(f"Redis at {safe} needs a password — put it in the URL (redis://user:pass@host)")
+    reason = str(exc).replace(url, safe)
+    return RedisUnavailable(f"Redis at {safe} is unreachable ({reason}) — {_hint(url)}")
+
+
+def connect(url: str, timeout: float, *, check: bool = True) -> redis.Redis:
+    """Return a client for ``url`` (redis://, rediss://, unix://) with every call bounded by ``timeout``.
+
+    With ``check`` the connection is tried at once. Raises :class:`ConfigError` for a malformed
+    URL and :class:`RedisUnavailable` when Redis cannot be reached or rejects the credentials.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            decode_responses=True,
+            retry_on_timeout=False,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
+    if check:
+        with translated(url):
+            client.ping()
+    return client
+
+
+@contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Turn redis-py connection failures raised inside the block into :class:`RedisUnavailable`."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        raise translate(exc, url) from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise translate(exc, url) from None
+        raise
