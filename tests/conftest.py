@@ -56,7 +56,9 @@ def store(client: redis.Redis, keys: Keys) -> FlagStore:
 
 
 @pytest.fixture
-def cli_env(redis_server: EmbeddedRedis, prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+def cli_env(
+    redis_server: EmbeddedRedis, prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> dict[str, str]:
     """Environment for CLI runs: this test's Redis and prefix, no colour, fixed width, no config file."""
     for var in list(os.environ):
         if var.startswith(("THORCUT_", "WS_FEATURE_")) or var in ("NO_COLOR", "FORCE_COLOR", "GITHUB_ACTIONS"):

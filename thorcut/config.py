@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from thorcut.errors import ConfigError
 from thorcut.manifest import DEFAULT_MANIFEST, Manifest, build_manifest
@@ -63,7 +63,9 @@ def redact_url(url: str) -> str:
         # A lone userinfo with no colon is a password in redis:// URLs ("redis://secret@host").
         netloc = (f"{user}:***@{host}" if user else f":***@{host}") if ":" in userinfo else f"***@{host}"
     query = re.sub(r"(?i)((?:password|token|secret|key)=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: urlunsplit would turn unix:///path into unix:/path.
+    out = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else f"{netloc}{parts.path}"
+    return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def find_config_file(start: Path | None = None) -> Path | None:

@@ -56,51 +56,53 @@ class EmbeddedRedis:
     port: int
     folder: Path
     process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0, *, detach: bool = False, save: bool = False) -> EmbeddedRedis:
-        """Start the server and return once it answers PING; raise RedisUnavailable otherwise."""
+        """Start the server and return once it answers PING; raise RedisUnavailable otherwise.
+
+        With ``detach`` the server daemonizes (it outlives this process); its pid is read from
+        the pidfile and ``process`` stays None.
+        """
         import redis
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        pidfile = self.folder / "redis.pid"
+        pidfile.unlink(missing_ok=True)
         args = [
             self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.folder),
-            "--appendonly",
-            "no",
-            "--save",
-            "60 1" if save else "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.folder / "redis.log"),
-        ]
-        self.process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=detach,
-        )
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.folder),
+            "--appendonly", "no",
+            "--save", "60 1" if save else "",
+            "--daemonize", "yes" if detach else "no",
+            "--pidfile", str(pidfile),
+            "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        if detach:
+            subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
+        else:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                client.ping()
-                client.close()
-                return self
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(0.02)
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    break
+                try:
+                    client.ping()
+                    if detach:
+                        self.pid = int(pidfile.read_text().strip())
+                    return self
+                except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
+                    time.sleep(0.02)
+        finally:
+            client.close()
         self.stop()
         log = self.folder / "redis.log"
         tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
@@ -114,6 +116,20 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        elif self.pid is not None:
+            _terminate(self.pid)
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM ``pid`` and wait up to 5 s for it to go."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(250):
+        if not _alive(pid):
+            return
+        time.sleep(0.02)
 
 
 def _reachable(url: str, timeout: float) -> bool:
@@ -145,9 +161,8 @@ def up(state_dir: Path, redis_url: str, timeout: float) -> dict[str, object]:
         wanted = parts.port or 6379
         local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost")
         port = wanted if local and port_free(wanted) else free_port()
-        server = EmbeddedRedis(binary, port, state_dir / "redis").start(detach=True, save=True)
-        assert server.process is not None
-        state = {"url": server.url, "embedded": True, "pid": server.process.pid, "binary": binary}
+        server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True)
+        state = {"url": server.url, "embedded": True, "pid": server.pid, "binary": binary}
     state_dir.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state, indent=2))
     return state
@@ -160,11 +175,7 @@ def down(state_dir: Path) -> list[str]:
     stopped = []
     if state and state.get("embedded") and _alive(state.get("pid")):
         pid = int(str(state["pid"]))
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(250):
-            if not _alive(pid):
-                break
-            time.sleep(0.02)
+        _terminate(pid)
         stopped.append(f"embedded redis-server (pid {pid})")
     state_file.unlink(missing_ok=True)
     return stopped

@@ -47,9 +47,7 @@ def test_eight_processes_fifty_changes_each_lose_nothing(
     set_flag(client, keys, "positions", "live", 0, 100)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(PROCESSES) as pool:
-        jobs = [
-            pool.apply_async(_writer, (redis_server.port, prefix, f"p{i}", CHANGES_EACH)) for i in range(PROCESSES)
-        ]
+        jobs = [pool.apply_async(_writer, (redis_server.port, prefix, f"p{i}", CHANGES_EACH)) for i in range(PROCESSES)]
         retries = [j.get(timeout=120) for j in jobs]
     entries = list(store.iter_audit())
     assert len(entries) == PROCESSES * CHANGES_EACH

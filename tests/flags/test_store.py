@@ -59,7 +59,8 @@ def test_enable_with_fresh_pass_verdict_goes_live_unforced(store: FlagStore, cli
     set_flag(client, keys, "positions", "shadow", 1)
     _fresh_pass(client, keys)
     outcome = store.change("positions", Stage.LIVE, percent=10)
-    assert outcome.changed and not outcome.forced
+    assert outcome.changed
+    assert not outcome.forced
     assert store.read("positions").percent == 10
     entry = store.history("positions", 1)[0]
     assert entry.fields["forced"] == "0"
@@ -158,7 +159,8 @@ def test_percent_out_of_range_is_a_usage_error(store: FlagStore) -> None:
 
 def test_dry_run_writes_nothing(store: FlagStore, client: redis.Redis, keys: Keys) -> None:
     outcome = store.change("positions", Stage.SHADOW, dry_run=True)
-    assert outcome.dry_run and outcome.changed
+    assert outcome.dry_run
+    assert outcome.changed
     assert store.read("positions").version == 0
     assert client.xlen(keys.audit) == 0
 
@@ -171,7 +173,9 @@ def test_change_writes_flag_audit_and_notification_together(store: FlagStore, cl
     msg = pubsub.get_message(timeout=1)
     assert json.loads(msg["data"]) == {"feature": "account_balance", "stage": "shadow", "percent": 0, "version": 1}
     flag = client.hgetall(keys.flag("account_balance"))
-    assert flag["stage"] == "shadow" and flag["version"] == "1" and flag["updated_by"] == "tester"
+    assert flag["stage"] == "shadow"
+    assert flag["version"] == "1"
+    assert flag["updated_by"] == "tester"
     (entry,) = store.history()
     assert entry.fields["prev_hash"] == ""
     assert entry.fields["hash"] == entry_hash(entry.fields)
@@ -190,8 +194,10 @@ def test_rollback_all_moves_every_live_and_complete_feature_in_one_step(
     outcomes = store.rollback_all(reason="incident")
     assert sorted(o.after.feature for o in outcomes) == ["account_balance", "positions"]
     states = store.read_all()
-    assert states["account_balance"].stage is Stage.SHADOW and states["account_balance"].version == 5
-    assert states["positions"].stage is Stage.SHADOW and states["positions"].version == 10
+    assert states["account_balance"].stage is Stage.SHADOW
+    assert states["account_balance"].version == 5
+    assert states["positions"].stage is Stage.SHADOW
+    assert states["positions"].version == 10
     assert states["intraday"].version == 2
     entries = store.history()
     assert len(entries) == 2

@@ -58,7 +58,8 @@ def test_watcher_in_another_process_sees_each_change_within_50ms(
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stdin is not None
         assert proc.stdout.readline().strip() == "ready"
         for i in range(10):
             target = Stage.SHADOW if i % 2 == 0 else Stage.OFF
@@ -71,7 +72,9 @@ def test_watcher_in_another_process_sees_each_change_within_50ms(
         assert proc.wait(5) == 0
 
 
-def test_watcher_acknowledges_versions_and_registers_as_worker(redis_server: EmbeddedRedis, store: FlagStore, prefix: str) -> None:
+def test_watcher_acknowledges_versions_and_registers_as_worker(
+    redis_server: EmbeddedRedis, store: FlagStore, prefix: str
+) -> None:
     with _watcher(redis_server.url, prefix, worker_id="w-1") as w:
         assert _until(lambda: w.synced)
         assert store.live_workers() == ["w-1"]
@@ -86,7 +89,8 @@ def test_reads_need_no_io_and_apply_env_overrides(redis_server: EmbeddedRedis, s
     env = {"WS_FEATURE_ACCOUNT_BALANCE": "true", "WS_FEATURE_POSITIONS": "false", "WS_FEATURE_INTRADAY": "maybe"}
     with _watcher(redis_server.url, prefix, env=env, worker_id="w-env") as w:
         assert _until(lambda: w.synced)
-        assert w.stage("account_balance") is Stage.LIVE and w.get("account_balance").percent == 100
+        assert w.stage("account_balance") is Stage.LIVE
+        assert w.get("account_balance").percent == 100
         assert w.stage("positions") is Stage.OFF  # the override wins over Redis's shadow
         assert w.get("positions").state.stage is Stage.SHADOW
         assert w.stage("intraday") is Stage.OFF  # an unrecognised value is ignored
@@ -102,7 +106,8 @@ def test_process_that_never_read_sees_every_feature_off() -> None:
     w = _watcher(dead, "never").start()
     try:
         time.sleep(0.2)
-        assert not w.synced and not w.connected
+        assert not w.synced
+        assert not w.connected
         assert all(w.stage(f) is Stage.OFF for f in DEFAULT_FEATURES)
     finally:
         w.stop()
@@ -118,7 +123,8 @@ def test_watcher_keeps_last_stages_through_outage_and_resyncs_after_restart(tmp_
     store.change("positions", Stage.SHADOW)
     w = _watcher(server.url, "outage").start(wait=5)
     try:
-        assert w.synced and w.stage("positions") is Stage.SHADOW
+        assert w.synced
+        assert w.stage("positions") is Stage.SHADOW
         # Written straight to Redis with no notification: only a resync can reveal it.
         set_flag(client, keys, "global_market", "shadow", 3)
         client.save()

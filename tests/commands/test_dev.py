@@ -1,0 +1,44 @@
+"""`thorcut dev up` / `dev down` start and stop a real embedded Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis
+
+from thorcut.devstack import EmbeddedRedis, free_port, port_free
+
+
+def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    state = tmp_path / "state"
+    up = run("dev", "up", "--redis-url", url, "--state-dir", str(state))
+    assert up.exit_code == 0, up.stderr
+    try:
+        assert f"Started embedded Redis at {url}" in up.stdout
+        assert "thorcut status" in up.stdout
+        assert "thorcut dev down" in up.stdout
+        assert redis.Redis(port=port).ping()
+        assert (state / "redis").is_dir()
+        status = run("status", "--json", "--redis-url", url)
+        assert status.exit_code == 0
+        again = run("dev", "up", "--redis-url", url, "--state-dir", str(state))
+        assert "already running" in again.stdout
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0
+    assert "Stopped embedded redis-server" in down.stdout
+    assert port_free(port)
+    assert "Nothing started" in run("dev", "down", "--state-dir", str(state)).stderr
+
+
+def test_dev_up_uses_a_reachable_redis_and_starts_nothing(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+    up = run("dev", "up", "--state-dir", str(tmp_path), "--json")
+    assert up.exit_code == 0, up.stderr
+    doc = json.loads(up.stdout)
+    assert doc["embedded"] is False
+    assert doc["url"] == redis_server.url
+    assert "Nothing started" in run("dev", "down", "--state-dir", str(tmp_path)).stderr
+    assert redis.Redis(port=redis_server.port).ping()

@@ -1,0 +1,142 @@
+"""Bad input and unreachable servers: clear errors, right exit codes, no secret, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from thorcut.devstack import EmbeddedRedis, free_port
+from thorcut.features import Stage
+
+
+def test_unreachable_redis_exits_4_within_timeout_naming_redacted_url(run) -> None:  # type: ignore[no-untyped-def]
+    url = f"redis://ops:hunter2@127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    result = run("status", "--redis-url", url, "--timeout", "0.5")
+    assert result.exit_code == 4
+    assert time.monotonic() - started < 2.5
+    assert "hunter2" not in result.stderr + result.stdout
+    assert f"Redis at redis://ops:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in result.stderr
+    assert "THORCUT_REDIS_URL" in result.stderr
+
+
+def test_unanswering_redis_times_out_with_exit_4(run) -> None:  # type: ignore[no-untyped-def]
+    # A listening socket that never speaks: connect succeeds, PING never answers.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        started = time.monotonic()
+        result = run("status", "--redis-url", f"redis://127.0.0.1:{port}/0", "--timeout", "0.3")
+    assert result.exit_code == 4
+    assert time.monotonic() - started < 2
+    assert "did not answer in time" in result.stderr
+
+
+def test_wrong_password_exits_4_and_never_prints_it(run, client: redis.Redis, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+    user = f"u{uuid.uuid4().hex[:6]}"
+    client.acl_setuser(user, enabled=True, passwords=["+right-pass"], keys=["*"], channels=["*"], commands=["+@all"])
+    try:
+        good = run("status", "--json", "--redis-url", f"redis://{user}:right-pass@127.0.0.1:{redis_server.port}/0")
+        assert good.exit_code == 0, good.stderr
+        assert "right-pass" not in good.stdout
+        bad = run("status", "--redis-url", f"redis://{user}:wrong-pass@127.0.0.1:{redis_server.port}/0")
+        assert bad.exit_code == 4
+        assert "rejected the credentials" in bad.stderr
+        assert "wrong-pass" not in bad.stderr + bad.stdout
+    finally:
+        client.acl_deluser(user)
+
+
+def test_unix_socket_url_works(tmp_path: Path, redis_server: EmbeddedRedis, run, prefix) -> None:  # type: ignore[no-untyped-def]
+    sock = tmp_path / "r.sock"
+    proc = subprocess.Popen(
+        [redis_server.binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result = run("shadow", "positions", "--json", "--redis-url", f"unix://{sock}")
+        assert result.exit_code == 0, result.stderr
+        assert (
+            redis.Redis(unix_socket_path=str(sock), decode_responses=True).hget(f"{{{prefix}}}:flag:positions", "stage")
+            == "shadow"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_malformed_redis_url_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("status", "--redis-url", "http://127.0.0.1:6379")
+    assert result.exit_code == 2
+    assert "bad Redis URL" in result.stderr
+
+
+def test_bad_config_file_exits_2_naming_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "thorcut.toml").write_text("[features.positions\n")
+    result = run("status")
+    assert result.exit_code == 2
+    assert "thorcut.toml is not valid TOML" in result.stderr
+
+
+def test_bad_timeout_variable_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("status", env={"THORCUT_TIMEOUT": "soon"})
+    assert result.exit_code == 2
+    assert "THORCUT_TIMEOUT must be a duration" in result.stderr
+
+
+def _cli(args: list[str], env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "thorcut", *args], env={**os.environ, **env}, text=True, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def test_output_piped_into_head_ends_without_traceback(cli_env: dict[str, str], store) -> None:  # type: ignore[no-untyped-def]
+    for i in range(300):
+        store.change("positions", Stage.SHADOW if i % 2 == 0 else Stage.OFF, reason="x" * 50)
+    env = {**os.environ, **cli_env}
+    for cmd in ("history --limit 300", "history --limit 300 --json", "status"):
+        result = subprocess.run(
+            f"{sys.executable} -m thorcut {cmd} | head -1",
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.stdout.count("\n") == 1
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
+    result = _cli(["enable", "nope"], cli_env, capture_output=True)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: unknown feature 'nope'")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("rediss://user:s3cret@host:6380/1", "rediss://user:***@host:6380/1"),
+        ("redis://s3cret@host", "redis://***@host"),
+        ("unix:///run/redis.sock?password=s3cret&db=2", "unix:///run/redis.sock?password=***&db=2"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+    ],
+)
+def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
+    from thorcut.config import redact_url
+
+    assert redact_url(url) == shown

@@ -1,0 +1,233 @@
+"""The stage commands and status through the CLI: exit codes, output, JSON shapes, --wait."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from tests.conftest import set_flag, set_verdict
+from thorcut.compare.verdict import now_iso
+from thorcut.devstack import EmbeddedRedis
+from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.watcher import FlagWatcher
+from thorcut.redisconn import Keys, connect
+
+
+def test_status_json_lists_every_feature_with_stable_fields(run, store) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW, reason="start parity")
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [f["feature"] for f in doc["features"]] == list(DEFAULT_FEATURES)
+    positions = doc["features"][1]
+    assert {k: positions[k] for k in ("stage", "percent", "version", "updated_by", "reason", "reads_from")} == {
+        "stage": "shadow",
+        "percent": 0,
+        "version": 1,
+        "updated_by": "tester",
+        "reason": "start parity",
+        "reads_from": "REST (WebSocket shadow)",
+    }
+    assert positions["parity"] == {"verdict": None, "judged_at": None, "age_s": None, "counts": {}}
+    assert set(doc) == {"redis", "prefix", "workers", "features"}
+
+
+def test_status_table_shows_stage_reader_verdict_and_last_change(run, store, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "account_balance", "shadow", 1)
+    set_verdict(client, keys, "account_balance", "PASS", now_iso())
+    store.change("account_balance", Stage.LIVE, percent=25, reason="canary")
+    result = run("status")
+    assert result.exit_code == 0
+    line = next(x for x in result.stdout.splitlines() if "account_balance" in x)
+    for part in ("live 25%", "WS 25% · REST 75%", "tester", "canary", "PASS"):
+        assert part in line, (part, line)
+    assert "no verdict yet" in next(x for x in result.stdout.splitlines() if "positions" in x)
+    assert "\x1b[" not in result.stdout  # not a terminal: no colour codes
+
+
+def test_no_color_is_respected_even_when_colour_is_forced(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("status", env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "\x1b[3" not in result.stdout
+    assert "\x1b[1" not in result.stdout
+
+
+def test_enable_without_pass_verdict_exits_3(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "shadow", 1)
+    result = run("enable", "positions")
+    assert result.exit_code == 3
+    assert "Error: refusing to enable positions: it has no parity verdict yet" in result.stderr
+    assert "--force --reason" in result.stderr
+    assert client.hget(keys.flag("positions"), "stage") == "shadow"
+
+
+def test_enable_with_pass_verdict_goes_live_and_reports(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "shadow", 1)
+    set_verdict(client, keys, "positions", "PASS", now_iso())
+    result = run("enable", "positions", "--percent", "10")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "positions: moved shadow → live (10%), version 1 → 2"
+
+
+def test_enable_force_without_reason_exits_2(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "shadow", 1)
+    result = run("enable", "positions", "--force")
+    assert result.exit_code == 2
+    assert "--force needs --reason" in result.stderr
+
+
+def test_enable_force_is_marked_in_output_and_history(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "shadow", 1)
+    result = run("enable", "positions", "--force", "--reason", "e2e", "--json")
+    assert result.exit_code == 0, result.stderr
+    change = json.loads(result.stdout)["changes"][0]
+    assert change == {
+        "feature": "positions",
+        "from": "shadow",
+        "to": "live",
+        "percent": 100,
+        "version": 2,
+        "changed": True,
+        "forced": True,
+        "dry_run": False,
+        "audit_id": change["audit_id"],
+    }
+    history = json.loads(run("history", "--json").stdout)["entries"]
+    assert history[0]["forced"] is True
+    assert history[0]["reason"] == "e2e"
+
+
+def test_refused_transition_exits_3_and_says_how(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("complete", "positions")
+    assert result.exit_code == 3
+    assert "positions is off; it cannot go to complete from there (reach complete with: complete (from live))" in (
+        result.stderr.replace("\n", " ")
+    )
+
+
+def test_stale_expect_version_exits_3(run, store) -> None:  # type: ignore[no-untyped-def]
+    store.change("intraday", Stage.SHADOW)
+    result = run("off", "intraday", "--expect-version", "0")
+    assert result.exit_code == 3
+    assert "intraday is at version 1, not 0" in result.stderr
+    assert run("off", "intraday", "--expect-version", "1").exit_code == 0
+
+
+def test_unknown_feature_exits_2_listing_valid_names(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("enable", "balances")
+    assert result.exit_code == 2
+    assert "unknown feature 'balances'; valid features: account_balance, positions, intraday, global_market" in (
+        result.stderr
+    )
+
+
+def test_dry_run_prints_plan_and_writes_nothing(run, store) -> None:  # type: ignore[no-untyped-def]
+    result = run("shadow", "positions", "--dry-run")
+    assert result.exit_code == 0
+    assert "would move off → shadow" in result.stdout
+    assert "dry run" in result.stdout
+    assert store.read("positions").version == 0
+
+
+def test_noop_change_says_nothing_changed(run, store) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW)
+    result = run("disable", "positions")
+    assert result.exit_code == 0
+    assert "positions is already shadow; nothing changed (version 1)" in result.stdout
+
+
+def test_rollback_all_needs_all_flag_and_rolls_back_everything(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    assert run("rollback").exit_code == 2
+    set_flag(client, keys, "account_balance", "live", 2, 100)
+    set_flag(client, keys, "intraday", "complete", 5, 100)
+    result = run("rollback", "--all", "--reason", "incident", "--json")
+    assert result.exit_code == 0, result.stderr
+    changes = json.loads(result.stdout)["changes"]
+    assert {(c["feature"], c["to"]) for c in changes} == {("account_balance", "shadow"), ("intraday", "shadow")}
+    again = run("rollback", "--all")
+    assert again.exit_code == 0
+    assert "nothing to roll back" in again.stderr
+
+
+def test_wait_with_no_worker_says_so_plainly(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "live", 1, 100)
+    result = run("disable", "positions", "--wait")
+    assert result.exit_code == 0
+    assert "no backend worker is registered" in result.stdout
+
+
+def test_wait_reports_propagation_to_every_registered_worker(  # type: ignore[no-untyped-def]
+    run, client, keys, prefix, redis_server: EmbeddedRedis
+) -> None:
+    set_flag(client, keys, "positions", "live", 1, 100)
+    watchers = [
+        FlagWatcher(
+            lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES, worker_id=f"w{i}"
+        )
+        for i in range(2)
+    ]
+    for w in watchers:
+        w.start(wait=5)
+    try:
+        result = run("disable", "positions", "--wait", "5", "--json")
+        assert result.exit_code == 0, result.stderr
+        wait = json.loads(result.stdout)["wait"][0]
+        assert sorted(wait["workers"]) == ["w0", "w1"]
+        assert wait["missing"] == []
+        assert wait["ms"] is not None
+        assert wait["ms"] < 5000
+        human = run("enable", "positions", "--force", "--reason", "x", "--wait")
+        assert "all 2 workers applied version 3 in" in human.stdout
+    finally:
+        for w in watchers:
+            w.stop()
+
+
+def test_wait_times_out_with_exit_4_naming_the_silent_worker(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "live", 1, 100)
+    client.zadd(keys.workers, {"ghost-worker": time.time() + 60})
+    started = time.monotonic()
+    result = run("disable", "positions", "--wait", "0.3")
+    assert result.exit_code == 4
+    assert time.monotonic() - started < 3
+    assert "the change is committed" in result.stderr
+    assert "ghost-worker" in result.stderr
+    assert client.hget(keys.flag("positions"), "stage") == "shadow"
+
+
+def test_history_verify_passes_then_fails_on_tampering(run, store, client: redis.Redis, keys) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW)
+    store.change("positions", Stage.OFF)
+    ok = run("history", "--verify")
+    assert ok.exit_code == 0
+    assert "Audit chain intact: 2 entries verified." in ok.stdout
+    entries = list(store.iter_audit())
+    client.delete(keys.audit)
+    client.xadd(keys.audit, dict(entries[0].fields, by="mallory"), id=entries[0].id)
+    client.xadd(keys.audit, entries[1].fields, id=entries[1].id)
+    bad = run("history", "--verify", "--json")
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["broken_id"] == entries[0].id
+    assert f"audit chain broken at entry {entries[0].id}" in bad.stderr
+
+
+def test_history_table_filters_by_feature(run, store) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW, reason="one")
+    store.change("intraday", Stage.SHADOW, reason="two")
+    result = run("history", "intraday")
+    assert result.exit_code == 0
+    assert "two" in result.stdout
+    assert "one" not in result.stdout
+
+
+def test_text_from_redis_is_escaped_before_printing(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    client.hset(
+        keys.flag("positions"),
+        mapping={"stage": "shadow", "version": 1, "updated_by": "[bold]x[/]\x1b[2J", "reason": "r"},
+    )
+    result = run("status")
+    assert "\x1b[2J" not in result.stdout
+    assert "\\x1b[2J" in result.stdout
+    assert "[bold]x[/]" in result.stdout

@@ -1,0 +1,113 @@
+"""Settings precedence, the config file, and the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from thorcut.config import load_settings, parse_duration
+from thorcut.errors import ConfigError
+from thorcut.manifest import DEFAULT_MANIFEST, Tolerance
+
+
+def test_flag_beats_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thorcut.toml").write_text('redis_url = "redis://file:1/0"\ntimeout = "5s"\nprefix = "fromfile"\n')
+    env = {"THORCUT_REDIS_URL": "redis://env:2/0", "THORCUT_TIMEOUT": "300ms"}
+    s = load_settings({"redis_url": "redis://flag:3/0"}, env=env)
+    assert (s.redis_url, s.timeout, s.prefix) == ("redis://flag:3/0", 0.3, "fromfile")
+    s = load_settings({}, env=env)
+    assert s.redis_url == "redis://env:2/0"
+    s = load_settings({}, env={})
+    assert (s.redis_url, s.timeout) == ("redis://file:1/0", 5.0)
+    assert s.config_file == tmp_path / "thorcut.toml"
+
+
+def test_pyproject_tool_section_is_read_from_a_parent_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.thorcut]\nprefix = "proj"\nverdict_validity = "2h"\n')
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    s = load_settings({}, env={})
+    assert (s.prefix, s.verdict_validity) == ("proj", 7200.0)
+
+
+def test_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({}, env={"THORCUT_OPERATOR": "alice"})
+    assert (s.redis_url, s.prefix, s.timeout, s.verdict_validity, s.operator) == (
+        "redis://127.0.0.1:6379/0",
+        "thorcut",
+        2.0,
+        86400.0,
+        "alice",
+    )
+    assert s.features == ("account_balance", "positions", "intraday", "global_market")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("redis_ur = 'x'", "unknown settings ['redis_ur']"),
+        ("prefix = 'has space'", "may hold only"),
+        ("timeout = -1", "must be positive"),
+        ("[features.positions]\nthresholds = {min_paired = 'many'}", "min_paired must be a non-negative number"),
+        ("[features.positions]\nignore_paths = ['a']", "unknown keys ['ignore_paths']"),
+        ("[features.orders]\ntypes = ['order']", "needs ['rest']"),
+        ("[features.positions]\nws = {seq = 'seq', id = 'x'}", "unknown keys ['id']"),
+        ("[features.positions]\nrest = [{path = '/x'}]", "features.positions.rest is malformed"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thorcut.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_settings({}, env={})
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, config=tmp_path / "nope.toml", env={})
+
+
+def test_manifest_overrides_merge_onto_defaults_and_add_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thorcut.toml").write_text(
+        "[features.positions]\n"
+        "ignore = ['positions[*].updated_at']\n"
+        "tolerance = {'positions[*].avg_price' = {abs = 0.01, rel = 1e-6}}\n"
+        "thresholds = {min_paired = 10}\n"
+        "[features.orders]\n"
+        "types = ['order']\n"
+        "rest = [{type = 'order', path = '/api/orders/{key}'}]\n"
+    )
+    m = load_settings({}, env={}).manifest
+    positions = m.get("positions")
+    assert positions.ignore == ("positions[*].updated_at",)
+    assert positions.tolerance == (("positions[*].avg_price", Tolerance(0.01, 1e-6)),)
+    assert positions.thresholds.min_paired == 10
+    assert positions.thresholds.min_duration == 60.0
+    assert positions.keyed_lists == (("positions", "symbol"),)  # untouched default kept
+    assert m.names[-1] == "orders"
+    assert m.get("orders").env_override == "WS_FEATURE_ORDERS"
+
+
+def test_default_manifest_describes_the_reference_backend() -> None:
+    intraday = DEFAULT_MANIFEST.get("intraday")
+    assert intraday.types == ("intraday_bar", "vwap")
+    assert [e.path for e in intraday.rest] == ["/api/intraday/{key}/bar", "/api/intraday/{key}/vwap"]
+    assert DEFAULT_MANIFEST.get("global_market").env_override == "WS_FEATURE_GLOBAL_MARKET"
+    t = DEFAULT_MANIFEST.get("positions").thresholds
+    assert (t.min_paired, t.min_duration, t.max_mismatch_rate, t.max_gaps) == (50, 60.0, 0.0, 0)
+    assert DEFAULT_MANIFEST.to_dict()["features"]["positions"]["keyed_lists"] == {"positions": "symbol"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [(2, 2.0), ("500ms", 0.5), ("24h", 86400.0), ("1.5m", 90.0), ("3d", 259200.0)]
+)
+def test_parse_duration(raw: object, seconds: float) -> None:
+    assert parse_duration(raw, "x") == seconds
