@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,26 @@ def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
     from thorcut.config import redact_url
 
     assert redact_url(url) == shown
+
+
+def test_status_watch_streams_a_new_document_on_each_change_and_stops_on_ctrl_c(cli_env: dict[str, str], store) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "thorcut", "status", "--watch", "--json"],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["features"][2]["stage"] == "off"
+        store.change("intraday", Stage.SHADOW, reason="watched")
+        second = json.loads(proc.stdout.readline())
+        assert second["features"][2]["stage"] == "shadow"
+        assert second["features"][2]["reason"] == "watched"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr

@@ -151,16 +151,17 @@ def status(
     Example: thorcut status --json
     """
     session = open_session(redis_url, timeout, config)
-    snap = read_snapshot(session)
     if watch:
-        _watch(session, snap, as_json)
-    elif as_json:
+        _watch(session, as_json)
+        return
+    snap = read_snapshot(session)
+    if as_json:
         print_json(snap.to_dict())
     else:
         out().print(snap)
 
 
-def _watch(session: Session, snap: Snapshot, as_json: bool) -> None:
+def _watch(session: Session, as_json: bool) -> None:
     """Redraw on ``{prefix}:changes`` notifications; keep the last view while Redis is away."""
     from rich.live import Live
 
@@ -176,8 +177,11 @@ def _watch(session: Session, snap: Snapshot, as_json: bool) -> None:
         register=False,
         on_change=lambda *_: changed.set(),
     )
-    watcher.start()
-    resyncs = 0
+    # Subscribed and synced before the first frame, so no change falls between read and watch.
+    watcher.start(wait=settings.timeout)
+    resyncs = watcher.resyncs
+    changed.clear()
+    snap = read_snapshot(session)
     try:
         if as_json:
             print_json(snap.to_dict())
