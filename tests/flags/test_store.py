@@ -249,3 +249,13 @@ def test_verify_detects_a_deleted_entry(store: FlagStore, client: redis.Redis, k
 def test_unknown_stored_stage_reads_as_off(store: FlagStore, client: redis.Redis, keys: Keys) -> None:
     client.hset(keys.flag("positions"), mapping={"stage": "bananas", "version": "3"})
     assert store.read("positions").stage is Stage.OFF
+
+
+def test_enable_at_the_current_percent_is_a_noop_with_the_stored_version(
+    store: FlagStore, client: redis.Redis, keys: Keys
+) -> None:
+    set_flag(client, keys, "positions", "live", 2, 40)
+    outcome = store.change("positions", Stage.LIVE, percent=40)
+    assert not outcome.changed
+    assert outcome.after.version == 2
+    assert client.xlen(keys.audit) == 0

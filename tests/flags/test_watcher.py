@@ -144,3 +144,16 @@ def test_watcher_keeps_last_stages_through_outage_and_resyncs_after_restart(tmp_
     finally:
         w.stop()
         server.stop()
+
+
+def test_each_version_is_notified_once_even_across_a_resync(
+    redis_server: EmbeddedRedis, store: FlagStore, prefix: str
+) -> None:
+    seen: list[tuple[str, int]] = []
+    with _watcher(redis_server.url, prefix, on_change=lambda f, flag: seen.append((f, flag.state.version))) as w:
+        assert _until(lambda: w.synced)
+        store.change("positions", Stage.SHADOW, reason="r")
+        assert _until(lambda: seen == [("positions", 1)])
+        w._resync(store.client)  # what a reconnect does
+        assert w.get("positions").state.reason == "r"  # the resync filled in the details
+    assert seen == [("positions", 1)]

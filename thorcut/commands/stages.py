@@ -103,7 +103,9 @@ def _wait(store: FlagStore, o: Outcome, seconds: float) -> dict[str, Any]:
         missing = [w for w in workers if w not in acks]
         if not missing:
             result["ms"] = round((time.perf_counter() - start) * 1000, 2)
-            result["ack_ms"] = {w: round(max(0.0, acks[w] - start_wall) * 1000, 2) for w in workers}
+            # Relative to the moment the change returned; a worker may apply it before the reply
+            # reaches us (the notification is published inside the commit), so values can be < 0.
+            result["ack_ms"] = {w: round((acks[w] - start_wall) * 1000, 2) for w in workers}
             return result
         if time.perf_counter() >= deadline:
             # A worker that left meanwhile is not waited for; one still registered is missing.

@@ -272,9 +272,11 @@ class FlagStore:
         percent = {Stage.OFF: 0, Stage.SHADOW: 0, Stage.COMPLETE: 100}.get(r.to)
         if percent is None:  # live: keep the current percent unless a new one is given
             percent = r.percent if r.percent is not None else (before.percent if before.stage is Stage.LIVE else 100)
+        if (before.stage, before.percent) == (r.to, percent):
+            return _Plan(before, before)  # live at the same percent: nothing to write
         after = FlagState(r.feature, r.to, percent, before.version + 1)
         plan = _Plan(before, after)
-        if r.to is Stage.LIVE and plan.changes:
+        if r.to is Stage.LIVE:
             why = gate(parity, self.validity)
             if why is None:
                 return _Plan(before, after, evidence=parity.judged_at)

@@ -188,16 +188,18 @@ class FlagWatcher:
         changed = []
         for f, data in zip(self._features, pipe.execute(), strict=True):
             state = FlagState.from_hash(f, data)
-            # A resync is authoritative: after a Redis restart versions may even go back.
-            if state != self._flags[f].state:
-                self._flags[f] = EffectiveFlag(state, self._override[f])
+            held = self._flags[f].state
+            # A resync is authoritative: after a Redis restart versions may even go back. Only a
+            # different (stage, percent, version) is a change; the rest is bookkeeping.
+            if (state.stage, state.percent, state.version) != (held.stage, held.percent, held.version):
                 changed.append(f)
+            self._flags[f] = EffectiveFlag(state, self._override[f])
         self.resyncs += 1
         self._register_worker(client)
         self._synced.set()
         for f in changed:
-            self._ack(client, f, self._flags[f].state.version)
             self._notify(f)
+            self._ack(client, f, self._flags[f].state.version)
 
     def _on_message(self, client: redis.Redis, data: str) -> None:
         try:
@@ -212,8 +214,8 @@ class FlagWatcher:
             return  # not ours, or already applied (a resync got there first)
         state = FlagState(feature, stage, percent, version)
         self._flags[feature] = EffectiveFlag(state, self._override[feature])
+        self._notify(feature)  # listeners first: the ack is a round trip they need not wait for
         self._ack(client, feature, version)
-        self._notify(feature)
 
     def _ack(self, client: redis.Redis, feature: str, version: int) -> None:
         if not self._register or version == 0:
