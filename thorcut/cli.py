@@ -87,8 +87,8 @@ def _version(value: bool) -> None:
 def build_app(only: str | None = None) -> typer.Typer:
     """Return the ``thorcut`` app; with ``only`` naming a command, just that command is built.
 
-    Typer converts every registered command's signature on each run, so ``main`` builds only
-    the one invoked: it keeps ``thorcut status`` within 1.5x of importing typer, rich and redis.
+    Typer converts every registered command's signature on each run; ``main`` builds only the
+    one invoked so a command pays for itself alone (start-up budget: docs/benchmarks.md).
     """
     app = typer.Typer(
         cls=_Boundary,
