@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import typer
@@ -45,6 +47,10 @@ def up(
     if url != settings.redis_url:
         env = f"THORCUT_REDIS_URL={url} "
         console.print(f"\nPoint thorcut at it:  export THORCUT_REDIS_URL={url}")
+    if shutil.which("thorcut") is None:
+        console.print(
+            f"\nthorcut is not on PATH; activate its virtualenv first:  . {Path(sys.prefix) / 'bin/activate'}"
+        )
     console.print("\nNext, try:")
     for line in (
         f"{env}thorcut status",
