@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from thorcut.features import Stage
-from thorcut.flags.rollout import bad_override, bucket, env_override, reads_from, reads_websocket
+from thorcut.flags.rollout import bad_override, broadcasts, bucket, env_override, reads_from, reads_websocket
 
 
 def test_bucket_is_sticky_and_in_range() -> None:
@@ -53,3 +53,9 @@ def test_reads_from_text() -> None:
     assert reads_from(Stage.LIVE, 30) == "WS 30% · REST 70%"
     assert reads_from(Stage.LIVE, 100) == "WebSocket"
     assert reads_from(Stage.SHADOW, 0) == "REST (WebSocket shadow)"
+
+
+@pytest.mark.parametrize(("stage", "pushes"), [(Stage.OFF, False), (Stage.SHADOW, True), (Stage.LIVE, True),
+                                               (Stage.COMPLETE, True)])  # fmt: skip
+def test_backend_broadcasts_in_every_stage_but_off(stage: Stage, pushes: bool) -> None:
+    assert broadcasts(stage) is pushes

@@ -157,3 +157,18 @@ def test_each_version_is_notified_once_even_across_a_resync(
         w._resync(store.client)  # what a reconnect does
         assert w.get("positions").state.reason == "r"  # the resync filled in the details
     assert seen == [("positions", 1)]
+
+
+def test_listeners_added_later_hear_changes_and_snapshot_is_a_copy(
+    redis_server: EmbeddedRedis, store: FlagStore, prefix: str
+) -> None:
+    heard: list[str] = []
+    with _watcher(redis_server.url, prefix, register=False) as w:
+        assert _until(lambda: w.synced)
+        w.add_listener(lambda f, flag: heard.append(f"{f}:{flag.stage.value}"))
+        before = w.snapshot()
+        store.change("global_market", Stage.SHADOW)
+        assert _until(lambda: heard == ["global_market:shadow"])
+        assert before["global_market"].stage is Stage.OFF
+        assert w.snapshot()["global_market"].stage is Stage.SHADOW
+    assert store.live_workers() == []  # register=False never registered
