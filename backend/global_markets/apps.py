@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class GlobalMarketsConfig(AppConfig):
+    name = "global_markets"

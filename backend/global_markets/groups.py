@@ -1,0 +1,35 @@
+"""Channel-layer group names and the event format between the broadcaster and consumers.
+
+Account features go only to that account's group, so no connection ever receives another
+account's balance or positions; market-wide types have one group each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACCOUNT_TYPES = frozenset({"account_balance", "positions"})
+HEARTBEAT = "thor.heartbeat"
+EVENT = "stream.message"  # the consumer's handler is ``stream_message``
+
+
+def account_group(account: str) -> str:
+    return f"thor.acct.{account}"
+
+
+def type_group(type_: str) -> str:
+    return f"thor.type.{type_}"
+
+
+def group_for(message: dict[str, Any]) -> str:
+    """Return the group a message goes to."""
+    if message["type"] == "heartbeat":
+        return HEARTBEAT
+    if message["type"] in ACCOUNT_TYPES:
+        return account_group(message["key"])
+    return type_group(message["type"])
+
+
+def event(message: dict[str, Any]) -> dict[str, Any]:
+    """Wrap a message as a channel-layer event."""
+    return {"type": EVENT, "message": message}

@@ -1,0 +1,77 @@
+"""Which features are on WebSocket, for this process: the thorcut flag watcher, started once.
+
+Every backend process (job runner and ASGI workers) runs one :class:`FlagWatcher`. Reads are in
+memory (the heartbeat asks on every tick); ``WS_FEATURE_*`` in the environment wins, as in the
+original Thor system; a process that never reached Redis treats every feature as ``off``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+
+from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.rollout import broadcasts
+from thorcut.flags.watcher import EffectiveFlag, FlagWatcher
+from thorcut.redisconn import Keys, connect
+
+FEATURES = DEFAULT_FEATURES
+_lock = threading.Lock()
+_watcher: FlagWatcher | None = None
+
+
+def watcher() -> FlagWatcher:
+    """Return this process's watcher, starting it on first use (waits up to 2 s for a first read)."""
+    global _watcher
+    with _lock:
+        if _watcher is None:
+            url = settings.THORCUT_REDIS_URL
+            _watcher = FlagWatcher(
+                lambda: connect(url, 2.0, check=False),
+                Keys(settings.THORCUT_PREFIX),
+                FEATURES,
+            )
+            _watcher.start(wait=2.0)
+        return _watcher
+
+
+def stop() -> None:
+    """Stop the watcher (tests; process exit does not need it)."""
+    global _watcher
+    with _lock:
+        if _watcher is not None:
+            _watcher.stop()
+            _watcher = None
+
+
+def flag(feature: str) -> EffectiveFlag:
+    return watcher().get(feature)
+
+
+def stage(feature: str) -> Stage:
+    return watcher().stage(feature)
+
+
+def is_broadcast(feature: str) -> bool:
+    """Whether jobs should push ``feature`` (shadow, live or complete here)."""
+    return broadcasts(watcher().stage(feature))
+
+
+def on_change(listener: Callable[[str, EffectiveFlag], None]) -> None:
+    watcher().add_listener(listener)
+
+
+def flags_for_client(client_id: str) -> dict[str, dict[str, object]]:
+    """The effective stage of every feature for one client, percent bucket applied."""
+    out: dict[str, dict[str, object]] = {}
+    for feature, f in watcher().snapshot().items():
+        out[feature] = {
+            "stage": f.stage.value,
+            "percent": f.percent,
+            "version": f.state.version,
+            "source": "websocket" if f.reads_websocket(client_id) else "rest",
+            "override": f.override.value if f.override is not None else None,
+        }
+    return out

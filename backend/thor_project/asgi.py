@@ -1,0 +1,23 @@
+"""ASGI entry point: HTTP (Django) and WebSocket at ``/ws/stream/`` (Channels)."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thor_project.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi = get_asgi_application()  # sets Django up before the consumers import models
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from global_markets.auth import TokenOrSessionAuthMiddleware  # noqa: E402
+from global_markets.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi,
+        # Browsers must come from an allowed host; thorcut and services send no Origin header.
+        "websocket": AllowedHostsOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,28 @@
+"""``manage.py thor_user NAME --password P --account DU1234 [--token NAME]``: create a user and token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from thor_trading.users import ensure_user
+
+
+class Command(BaseCommand):
+    help = "Create (or update) a user with a paper account, and optionally issue an API token."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--account", required=True, help="account code, e.g. DU1234")
+        parser.add_argument("--token", metavar="NAME", help="issue an API token with this name and print it")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        try:
+            made = ensure_user(opts["username"], opts["password"], opts["account"], token_name=opts["token"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"user {made['username']} owns account {made['account']}")
+        if made["token"]:
+            self.stdout.write(f"token {made['token']}")

@@ -1,0 +1,105 @@
+"""Message builders: one envelope format for WebSocket messages and REST responses.
+
+Each builder reads the state row(s) and returns ``{"type", "feature", "key", "seq", "ts", "data"}``
+(DESIGN.md, "The message envelope"). REST views and jobs call the same builder on the same row,
+so for one ``seq`` both sides carry the same ``data``; only fault injection makes them differ.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from thor_trading.models import Account, Balance, IntradayBar, MarketSession, PositionsSnapshot, Vwap
+
+#: message type -> feature (DESIGN.md, "The features")
+TYPE_FEATURE = {
+    "account_balance": "account_balance",
+    "positions": "positions",
+    "intraday_bar": "intraday",
+    "vwap": "intraday",
+    "market_status": "global_market",
+}
+FEATURE_TYPES: dict[str, tuple[str, ...]] = {}
+for _type, _feature in TYPE_FEATURE.items():
+    FEATURE_TYPES.setdefault(_feature, ())
+    FEATURE_TYPES[_feature] += (_type,)
+
+
+def iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def num(value: Decimal) -> float:
+    return float(value)
+
+
+def envelope(type_: str, key: str, seq: int, ts: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type_, "feature": TYPE_FEATURE[type_], "key": key, "seq": seq, "ts": iso(ts), "data": data}
+
+
+def balance_message(account: Account) -> dict[str, Any]:
+    b = Balance.objects.get(account=account)
+    data = {
+        "account": account.code,
+        "currency": account.currency,
+        "cash": num(b.cash),
+        "equity": num(b.equity),
+        "unrealized_pnl": num(b.unrealized_pnl),
+        "realized_pnl": num(b.realized_pnl),
+        "margin_used": num(b.margin_used),
+        "buying_power": num(b.buying_power),
+        "as_of": iso(b.as_of),
+    }
+    return envelope("account_balance", account.code, b.seq, b.as_of, data)
+
+
+def positions_message(account: Account) -> dict[str, Any]:
+    snap = PositionsSnapshot.objects.get(account=account)
+    rows = [
+        {
+            "symbol": p.symbol,
+            "quantity": p.quantity,
+            "avg_price": num(p.avg_price),
+            "last_price": num(p.last_price),
+            "market_value": num(p.market_value),
+            "unrealized_pnl": num(p.unrealized_pnl),
+        }
+        for p in account.positions.order_by("symbol")
+    ]
+    data = {"account": account.code, "positions": rows, "as_of": iso(snap.as_of)}
+    return envelope("positions", account.code, snap.seq, snap.as_of, data)
+
+
+def bar_message(symbol: str) -> dict[str, Any]:
+    bar = IntradayBar.objects.get(symbol=symbol)
+    data = {
+        "symbol": symbol,
+        "start": iso(bar.start),
+        "open": num(bar.open),
+        "high": num(bar.high),
+        "low": num(bar.low),
+        "close": num(bar.close),
+        "volume": bar.volume,
+    }
+    return envelope("intraday_bar", symbol, bar.seq, bar.start, data)
+
+
+def vwap_message(symbol: str) -> dict[str, Any]:
+    v = Vwap.objects.get(symbol=symbol)
+    data = {"symbol": symbol, "vwap": num(v.vwap), "cum_volume": v.cum_volume, "as_of": iso(v.as_of)}
+    return envelope("vwap", symbol, v.seq, v.as_of, data)
+
+
+def market_status_message(market: str) -> dict[str, Any]:
+    m = MarketSession.objects.get(market=market)
+    data = {
+        "market": m.market,
+        "name": m.name,
+        "timezone": m.timezone,
+        "is_open": m.is_open,
+        "session": m.session,
+        "next_change": iso(m.next_change),
+    }
+    return envelope("market_status", m.market, m.seq, m.as_of, data)

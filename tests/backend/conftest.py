@@ -1,0 +1,105 @@
+"""Backend fixtures: Django on a SQLite file (or DATABASE_URL), the session's real Redis, real servers.
+
+``thor_env`` configures this test process (and the environment for child servers) once per
+session. ``thor_server`` runs the real ASGI app under uvicorn on a free port in a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from thorcut.devstack import EmbeddedRedis, free_port
+
+BACKEND = Path(__file__).resolve().parents[2] / "backend"
+
+
+@pytest.fixture(scope="session")
+def thor_env(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment shared by this process and every child server: DB, Redis, a fresh prefix."""
+    folder = tmp_path_factory.mktemp("thor")
+    env = {
+        "DJANGO_SETTINGS_MODULE": "thor_project.settings",
+        "THORCUT_REDIS_URL": redis_server.url,
+        "THORCUT_PREFIX": f"thor{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": os.environ.get("THOR_TEST_DATABASE_URL") or f"sqlite:///{folder / 'thor.sqlite3'}",
+        "THOR_TICK": "0.05",
+        "THOR_SEED": "7",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(BACKEND), os.environ.get("PYTHONPATH", "")])),
+    }
+    os.environ.update(env)
+    if str(BACKEND) not in sys.path:
+        sys.path.insert(0, str(BACKEND))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_users(thor_env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Two users, each with one account and an API token: ``demo`` (DU1234) and ``other`` (DU5678)."""
+    from thor_trading.users import ensure_user
+
+    return {
+        "demo": ensure_user("demo", "demo-pass", "DU1234", token_name="tests"),
+        "other": ensure_user("other", "other-pass", "DU5678", token_name="tests"),
+    }
+
+
+@dataclass
+class Server:
+    url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(env: dict[str, str], log: Path, *, extra_env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> Server:  # fmt: skip
+    """Start uvicorn with the Thor ASGI app on a free port and wait for /api/health."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", "127.0.0.1",
+           "--port", str(port), "--ws", "websockets", "--lifespan", "off", *(args or [])]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=BACKEND, env={**os.environ, **env, **(extra_env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/stream/", proc, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{server.url}/api/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+@pytest.fixture
+def thor_server(thor_env: dict[str, str], demo_users: object, tmp_path: Path) -> Iterator[Server]:
+    server = start_server(thor_env, tmp_path / "uvicorn.log")
+    yield server
+    server.stop()
