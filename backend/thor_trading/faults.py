@@ -52,7 +52,9 @@ def parse(spec: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         feature, _, mode = part.partition(":")
         if feature not in DEFAULT_FEATURES or mode not in MODES:
-            raise FaultSpecError(f"THOR_FAULTS: bad entry {part!r}; use feature:mode with mode one of {', '.join(MODES)}")
+            raise FaultSpecError(
+                f"THOR_FAULTS: bad entry {part!r}; use feature:mode with mode one of {', '.join(MODES)}"
+            )
         out[feature] = mode
     return out
 

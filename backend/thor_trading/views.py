@@ -93,7 +93,10 @@ def markets_status(request: HttpRequest) -> HttpResponse:
     market = request.GET.get("market")
     if market:
         return _envelope(lambda: messages.market_status_message(market.upper()))
-    markets = [messages.market_status_message(m) for m in MarketSession.objects.order_by("market").values_list("market", flat=True)]
+    markets = [
+        messages.market_status_message(m)
+        for m in MarketSession.objects.order_by("market").values_list("market", flat=True)
+    ]
     return JsonResponse({"markets": markets})
 
 
@@ -135,7 +138,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
-        return _error(400, "send JSON: {\"username\": …, \"password\": …}")
+        return _error(400, 'send JSON: {"username": …, "password": …}')
     user = authenticate(request, username=body.get("username", ""), password=body.get("password", ""))
     if user is None:
         return _error(401, "wrong username or password")
