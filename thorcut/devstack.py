@@ -146,7 +146,7 @@ def up(state_dir: Path, redis_url: str, timeout: float) -> dict[str, object]:
     """Ensure a Redis for the demo; return the state (``url``, ``embedded``, ``pid``)."""
     state_file = state_dir / "dev.json"
     previous = _read_state(state_file)
-    if previous and _alive(previous.get("pid")):
+    if previous and (_alive(previous.get("pid")) or _backend_running(previous)):
         return {**previous, "already_running": True}
     if _reachable(redis_url, timeout):
         state: dict[str, object] = {"url": redis_url, "embedded": False, "pid": None}
@@ -163,8 +163,7 @@ def up(state_dir: Path, redis_url: str, timeout: float) -> dict[str, object]:
         port = wanted if local and port_free(wanted) else free_port()
         server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True)
         state = {"url": server.url, "embedded": True, "pid": server.pid, "binary": binary}
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(state, indent=2))
+    save_state(state_dir, state)
     return state
 
 
@@ -173,12 +172,30 @@ def down(state_dir: Path) -> list[str]:
     state_file = state_dir / "dev.json"
     state = _read_state(state_file)
     stopped = []
+    backend = state.get("backend") if state else None
+    if isinstance(backend, dict):
+        from thorcut.devbackend import stop
+
+        stopped += stop(backend.get("processes", []))
     if state and state.get("embedded") and _alive(state.get("pid")):
         pid = int(str(state["pid"]))
         _terminate(pid)
         stopped.append(f"embedded redis-server (pid {pid})")
     state_file.unlink(missing_ok=True)
     return stopped
+
+
+def save_state(state_dir: Path, state: dict[str, object]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "dev.json").write_text(json.dumps(state, indent=2))
+
+
+def _backend_running(state: dict[str, object]) -> bool:
+    from thorcut.devbackend import alive
+
+    backend = state.get("backend")
+    procs = backend.get("processes", []) if isinstance(backend, dict) else []
+    return any(alive(p.get("pid"), "python") for p in procs if isinstance(p, dict))
 
 
 def _read_state(path: Path) -> dict[str, object] | None:
@@ -191,16 +208,6 @@ def _read_state(path: Path) -> dict[str, object] | None:
 
 def _alive(pid: object) -> bool:
     """Return whether ``pid`` is a running redis-server (not a reused pid of another program)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if b"redis-server" not in cmdline:
-        return False
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except (OSError, IndexError):
-        return False
-    return status != "Z"
+    from thorcut.devbackend import alive
+
+    return alive(pid, "redis-server")

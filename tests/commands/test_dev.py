@@ -15,7 +15,7 @@ def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, t
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     state = tmp_path / "state"
-    up = run("dev", "up", "--redis-url", url, "--state-dir", str(state))
+    up = run("dev", "up", "--no-backend", "--redis-url", url, "--state-dir", str(state))
     assert up.exit_code == 0, up.stderr
     try:
         assert f"Started embedded Redis at {url}" in up.stdout
@@ -25,7 +25,7 @@ def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, t
         assert (state / "redis").is_dir()
         status = run("status", "--json", "--redis-url", url)
         assert status.exit_code == 0
-        again = run("dev", "up", "--redis-url", url, "--state-dir", str(state))
+        again = run("dev", "up", "--no-backend", "--redis-url", url, "--state-dir", str(state))
         assert "already running" in again.stdout
     finally:
         down = run("dev", "down", "--state-dir", str(state))
@@ -36,7 +36,7 @@ def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, t
 
 
 def test_dev_up_uses_a_reachable_redis_and_starts_nothing(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
-    up = run("dev", "up", "--state-dir", str(tmp_path), "--json")
+    up = run("dev", "up", "--no-backend", "--state-dir", str(tmp_path), "--json")
     assert up.exit_code == 0, up.stderr
     doc = json.loads(up.stdout)
     assert doc["embedded"] is False

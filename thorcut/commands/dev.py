@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from thorcut.config import load_settings, redact_url
+from thorcut.errors import ThorcutError, UsageError
 from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt
 from thorcut.output import err, out, print_json
 
@@ -22,17 +23,31 @@ def up(
     redis_url: RedisUrlOpt = None,
     config: ConfigOpt = None,
     state_dir: Path = StateDirOpt,
+    workers: int = typer.Option(2, "--workers", min=1, max=32, help="ASGI worker processes behind the port."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the backend (page, REST, WebSocket)."),
+    tick: float = typer.Option(1.0, "--tick", min=0.01, help="Heartbeat interval in seconds."),
+    no_backend: bool = typer.Option(False, "--no-backend", help="Start Redis only."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the demo stack: Redis (the configured one if reachable, else an embedded one).
+    """Start the demo stack: Redis, then the Thor backend (migrate, seed, jobs, ASGI workers).
 
-    Example: thorcut dev up
+    Example: thorcut dev up --workers 2
     """
-    from thorcut import devstack
+    from thorcut import devbackend, devstack
 
     settings = load_settings({"redis_url": redis_url}, config=config)
     state = devstack.up(state_dir, settings.redis_url, min(settings.timeout, 1.0))
     url = str(state["url"])
+    if not no_backend and not state.get("already_running"):
+        if not devstack.port_free(port):
+            raise UsageError(f"port {port} is in use; choose another with --port")
+        try:
+            state["backend"] = devbackend.up(state_dir, url, settings.prefix, port=port, workers=workers, tick=tick)
+        except ThorcutError:
+            if state.get("embedded"):
+                devstack.down(state_dir)
+            raise
+        devstack.save_state(state_dir, state)
     if as_json:
         print_json({**state, "url": redact_url(url)})
         return
@@ -43,6 +58,14 @@ def up(
         console.print(f"Started embedded Redis at {url} (pid {state['pid']}; data in {state_dir / 'redis'}).")
     else:
         console.print(f"Using the Redis at {redact_url(url)}.")
+    backend = state.get("backend")
+    if isinstance(backend, dict):
+        console.print(
+            f"Thor backend at {backend['url']} (WebSocket {backend['ws_url']}); logs in {backend['logs']}\n"
+            f"  demo login: {backend['user']} / {backend['password']} (account {backend['account']})\n"
+            f"  API token:  {backend['token']}",
+            markup=False,
+        )
     env = ""
     if url != settings.redis_url:
         env = f"THORCUT_REDIS_URL={url} "
