@@ -99,14 +99,14 @@ def _default_features() -> tuple[FeatureSpec, ...]:
         FeatureSpec(
             name="account_balance",
             types=("account_balance",),
-            rest=(Endpoint("account_balance", "/api/account/balance"),),
+            rest=(Endpoint("account_balance", "/api/account/balance?account={key}"),),
             env_override="WS_FEATURE_ACCOUNT_BALANCE",
             tolerance=(("*", Tolerance(abs=1e-9)),),
         ),
         FeatureSpec(
             name="positions",
             types=("positions",),
-            rest=(Endpoint("positions", "/api/account/positions"),),
+            rest=(Endpoint("positions", "/api/account/positions?account={key}"),),
             env_override="WS_FEATURE_POSITIONS",
             keyed_lists=(("positions", "symbol"),),
             tolerance=(("*", Tolerance(abs=1e-9)),),
@@ -124,7 +124,7 @@ def _default_features() -> tuple[FeatureSpec, ...]:
         FeatureSpec(
             name="global_market",
             types=("market_status",),
-            rest=(Endpoint("market_status", "/api/markets/status"),),
+            rest=(Endpoint("market_status", "/api/markets/status?market={key}"),),
             env_override="WS_FEATURE_GLOBAL_MARKET",
         ),
     )

@@ -1,0 +1,316 @@
+"""Benchmark: WebSocket fan-out of the Thor backend against a plain ``websockets`` broadcast server.
+
+Both servers feed the same clients: ``--clients`` WebSocket connections (default 500), spread over
+two client processes. Messages carry the sender's ``time.time()``; each client records
+send-to-receive latency (one machine, one clock) and counts what it got.
+
+* **thor**: the real stack: a private redis-server, a temporary SQLite DB, ``uvicorn`` with the
+  Thor ASGI app and ``--workers`` worker processes behind one port, clients authenticated with an
+  API token and subscribed to ``intraday``. The publisher is a separate process that submits
+  ``intraday_bar`` envelopes to the real ``Broadcaster`` (the heartbeat's path: bounded queue →
+  one asyncio loop → channel layer ``group_send`` → each worker's consumers → clients) at a fixed
+  rate; the jobs' database work is left out so the rate is exact.
+* **plain**: one ``websockets`` server process that sends the same envelopes to every connection
+  with ``websockets.broadcast`` at the same rate.
+
+    .venv/bin/python benchmarks/fanout.py [--clients 500] [--rates 20,60] [--seconds 10] [--workers 2]
+
+A rate R gives R x clients deliveries per second (20/s x 500 = 10,000/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, machine_info, percentile, print_machine, private_redis, table
+
+from thorcut.devstack import free_port
+
+BACKEND = REPO / "backend"
+CLIENT_PROCS = 2
+
+
+def envelope(n: int) -> dict[str, Any]:
+    return {"type": "intraday_bar", "feature": "intraday", "key": "ES", "seq": n, "ts": "",
+            "data": {"symbol": "ES", "close": 5000.25 + n % 7, "volume": 1200 + n, "sent": time.time()}}  # fmt: skip
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+def _clients(url: str, count: int, headers: dict[str, str], seconds: float, ready: Any, go: Any, out: Any) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        latencies: list[float] = []
+        received = 0
+        closed = 0
+
+        async def one(i: int) -> None:
+            nonlocal received, closed
+            async with connect(url, additional_headers=headers, max_size=2**20, open_timeout=30) as ws:
+                opened.append(i)
+                if len(opened) == count:
+                    ready.set()
+                deadline = time.monotonic() + seconds + 60
+                while time.monotonic() < deadline:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), timeout=1)
+                    except TimeoutError:
+                        if stop.is_set():
+                            return
+                        continue
+                    except Exception:
+                        closed += 1
+                        return
+                    msg = json.loads(raw)
+                    data = msg.get("data") if isinstance(msg, dict) else None
+                    if isinstance(data, dict) and "sent" in data:
+                        received += 1
+                        if received % 5 == 0:
+                            latencies.append(time.time() - data["sent"])
+
+        opened: list[int] = []
+        stop = asyncio.Event()
+        tasks = []
+        for i in range(count):
+            tasks.append(asyncio.create_task(one(i)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # do not stampede the accept queue
+        while not go.is_set():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(seconds + 2)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.put({"received": received, "latencies": latencies, "closed": closed, "opened": len(opened)})
+
+    asyncio.run(main())
+
+
+def drive(url: str, clients: int, headers: dict[str, str], publish: Any, rate: float, seconds: float) -> dict[str, Any]:
+    """Connect the clients, run ``publish(rate, seconds)``, and return the delivery figures."""
+    ctx = mp.get_context("spawn")
+    out, go = ctx.Queue(), ctx.Event()
+    per = [clients // CLIENT_PROCS + (1 if i < clients % CLIENT_PROCS else 0) for i in range(CLIENT_PROCS)]
+    readies = [ctx.Event() for _ in per]
+    procs = [
+        ctx.Process(target=_clients, args=(url, n, headers, seconds, r, go, out))
+        for n, r in zip(per, readies, strict=True)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for r in readies:
+            if not r.wait(120):
+                raise SystemExit("clients did not all connect")
+        time.sleep(1.0)
+        go.set()
+        sent, elapsed = publish(rate, seconds)
+        results = [out.get(timeout=seconds + 90) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    received = sum(r["received"] for r in results)
+    lat = [x * 1000 for r in results for x in r["latencies"]]
+    expected = sent * clients
+    return {
+        "rate": rate,
+        "target_per_s": round(rate * clients),
+        "delivered_per_s": round(received / elapsed),
+        "loss_pct": round(100 * (1 - received / expected), 2) if expected else 0.0,
+        "p50_ms": round(percentile(lat, 50), 1),
+        "p99_ms": round(percentile(lat, 99), 1),
+        "disconnected": sum(r["closed"] for r in results),
+    }
+
+
+# -- the plain websockets server ---------------------------------------------------------------
+
+
+def _plain_server(port: int, ready: Any, control: Any, done: Any) -> None:
+    from websockets.asyncio.server import broadcast, serve
+
+    conns: set[Any] = set()
+
+    async def handler(ws: Any) -> None:
+        conns.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            conns.discard(ws)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", port, max_size=2**20):
+            ready.set()
+            loop = asyncio.get_running_loop()
+            while True:
+                cmd = await loop.run_in_executor(None, control.get)
+                if cmd is None:
+                    return
+                rate, seconds = cmd
+                start, n = time.monotonic(), 0
+                while time.monotonic() - start < seconds:
+                    broadcast(conns, json.dumps(envelope(n)))
+                    n += 1
+                    await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+                done.put((n, time.monotonic() - start))
+
+    asyncio.run(main())
+
+
+def plain(clients: int, rates: list[float], seconds: float) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    ready, control, done = ctx.Event(), ctx.Queue(), ctx.Queue()
+    proc = ctx.Process(target=_plain_server, args=(port, ready, control, done))
+    proc.start()
+    ready.wait(30)
+    rows = []
+    try:
+        for rate in rates:
+
+            def publish(rate: float, seconds: float) -> tuple[int, float]:
+                control.put((rate, seconds))
+                return done.get(timeout=seconds + 60)
+
+            rows.append({"server": "plain websockets", **drive(f"ws://127.0.0.1:{port}/", clients, {}, publish,
+                                                                  rate, seconds)})  # fmt: skip
+    finally:
+        control.put(None)
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    return rows
+
+
+# -- the Thor stack ------------------------------------------------------------------------------
+
+PUBLISHER = r"""
+import json, os, sys, time
+import django
+django.setup()
+from global_markets.services.websocket_broadcast import Broadcaster
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from fanout import envelope
+b = Broadcaster()
+b.start()
+time.sleep(0.5)
+for line in sys.stdin:
+    rate, seconds = json.loads(line)
+    start, n = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        b.submit(envelope(n))
+        n += 1
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
+    print(json.dumps([n, time.monotonic() - start, b.stats()]), flush=True)
+b.stop()
+"""
+
+
+def thor(clients: int, rates: list[float], seconds: float, workers: int) -> list[dict[str, Any]]:
+    rows = []
+    with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="thorcut-fanout-") as folder:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "thor_project.settings",
+            "THORCUT_REDIS_URL": redis_server.url,
+            "THORCUT_PREFIX": "bench",
+            "DATABASE_URL": f"sqlite:///{Path(folder) / 'thor.sqlite3'}",
+            "PYTHONPATH": str(BACKEND),
+            "BENCH_DIR": str(Path(__file__).parent),
+            "THOR_WS_QUEUE": "1024",
+        }
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput"], cwd=BACKEND, env=env, check=True, capture_output=True)
+        user = ["thor_user", "bench", "--password", "bench-pass", "--account", "DU0001", "--token", "bench"]
+        made = subprocess.run([*manage, *user], cwd=BACKEND, env=env, check=True, capture_output=True, text=True)
+        token = next(line.split()[1] for line in made.stdout.splitlines() if line.startswith("token "))
+        port = free_port()
+        log = Path(folder) / "uvicorn.log"
+        with log.open("wb") as out:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
+                 "--workers", str(workers), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+                 "--log-level", "warning"],
+                cwd=BACKEND, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        pub = subprocess.Popen([sys.executable, "-c", PUBLISHER], cwd=BACKEND, env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/api/health", web, log)
+            url = f"ws://127.0.0.1:{port}/ws/stream/?features=intraday"
+            headers = {"Authorization": f"Bearer {token}"}
+            assert pub.stdin is not None
+            assert pub.stdout is not None
+            for rate in rates:
+
+                def publish(rate: float, seconds: float) -> tuple[int, float]:
+                    pub.stdin.write(json.dumps([rate, seconds]) + "\n")
+                    pub.stdin.flush()
+                    n, elapsed, stats = json.loads(pub.stdout.readline())
+                    print(f"  broadcaster: {stats}", file=sys.stderr)
+                    return n, elapsed
+
+                rows.append({"server": f"thor ({workers} uvicorn workers)",
+                             **drive(url, clients, headers, publish, rate, seconds)})  # fmt: skip
+        finally:
+            if pub.stdin:
+                pub.stdin.close()
+            pub.wait(10)
+            web.terminate()
+            web.wait(15)
+    return rows
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server did not start: {log.read_text(errors='replace')[-1500:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=500, help="WebSocket connections (500)")
+    parser.add_argument("--rates", default="20,60", help="messages per second to try (20,60)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of publishing per rate (10)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers for thor (2)")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    info = machine_info()
+    print_machine(info)
+    rows = plain(args.clients, rates, args.seconds) + thor(args.clients, rates, args.seconds, args.workers)
+    cols = ["server", "rate", "target_per_s", "delivered_per_s", "loss_pct", "p50_ms", "p99_ms", "disconnected"]
+    print(f"fan-out to {args.clients} clients, {args.seconds:g} s per rate; latency = publish -> client receive")
+    print(table(cols, [[r[c] for c in cols] for r in rows]))
+    for rate in rates:
+        p = next(r for r in rows if r["rate"] == rate and r["server"].startswith("plain"))
+        t = next(r for r in rows if r["rate"] == rate and r["server"].startswith("thor"))
+        if p["delivered_per_s"]:
+            print(f"rate {rate:g}/s: thor/plain delivered = {t['delivered_per_s'] / p['delivered_per_s']:.2f}x, "
+                  f"thor p99 {t['p99_ms']} ms")  # fmt: skip
+    print(json.dumps({"benchmark": "fanout", "machine": info, "settings": vars(args), "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
