@@ -36,6 +36,7 @@ def num(value: Decimal) -> float:
 
 
 def envelope(type_: str, key: str, seq: int, ts: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """``ts`` is the wall-clock time the state was written (simulated times live in ``data``)."""
     return {"type": type_, "feature": TYPE_FEATURE[type_], "key": key, "seq": seq, "ts": iso(ts), "data": data}
 
 
@@ -52,7 +53,7 @@ def balance_message(account: Account) -> dict[str, Any]:
         "buying_power": num(b.buying_power),
         "as_of": iso(b.as_of),
     }
-    return envelope("account_balance", account.code, b.seq, b.as_of, data)
+    return envelope("account_balance", account.code, b.seq, b.written_at or b.as_of, data)
 
 
 def positions_message(account: Account) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def positions_message(account: Account) -> dict[str, Any]:
         for p in account.positions.order_by("symbol")
     ]
     data = {"account": account.code, "positions": rows, "as_of": iso(snap.as_of)}
-    return envelope("positions", account.code, snap.seq, snap.as_of, data)
+    return envelope("positions", account.code, snap.seq, snap.written_at or snap.as_of, data)
 
 
 def bar_message(symbol: str) -> dict[str, Any]:
@@ -83,13 +84,13 @@ def bar_message(symbol: str) -> dict[str, Any]:
         "close": num(bar.close),
         "volume": bar.volume,
     }
-    return envelope("intraday_bar", symbol, bar.seq, bar.start, data)
+    return envelope("intraday_bar", symbol, bar.seq, bar.written_at or bar.start, data)
 
 
 def vwap_message(symbol: str) -> dict[str, Any]:
     v = Vwap.objects.get(symbol=symbol)
     data = {"symbol": symbol, "vwap": num(v.vwap), "cum_volume": v.cum_volume, "as_of": iso(v.as_of)}
-    return envelope("vwap", symbol, v.seq, v.as_of, data)
+    return envelope("vwap", symbol, v.seq, v.written_at or v.as_of, data)
 
 
 def market_status_message(market: str) -> dict[str, Any]:
@@ -102,4 +103,4 @@ def market_status_message(market: str) -> dict[str, Any]:
         "session": m.session,
         "next_change": iso(m.next_change),
     }
-    return envelope("market_status", m.market, m.seq, m.as_of, data)
+    return envelope("market_status", m.market, m.seq, m.written_at or m.as_of, data)

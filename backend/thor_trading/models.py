@@ -53,6 +53,7 @@ class Balance(models.Model):
     buying_power = models.DecimalField(max_digits=20, decimal_places=2)
     as_of = models.DateTimeField()
     seq = models.BigIntegerField(default=0)
+    written_at = models.DateTimeField(null=True)  # wall-clock time of the write: the envelope's ts
 
 
 class Position(models.Model):
@@ -75,6 +76,7 @@ class PositionsSnapshot(models.Model):
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="positions_snapshot")
     as_of = models.DateTimeField()
     seq = models.BigIntegerField(default=0)
+    written_at = models.DateTimeField(null=True)  # wall-clock time of the write: the envelope's ts
 
 
 class IntradayBar(models.Model):
@@ -88,6 +90,7 @@ class IntradayBar(models.Model):
     close = models.DecimalField(max_digits=20, decimal_places=4)
     volume = models.BigIntegerField()
     seq = models.BigIntegerField(default=0)
+    written_at = models.DateTimeField(null=True)  # wall-clock time of the write: the envelope's ts
 
 
 class Vwap(models.Model):
@@ -96,6 +99,7 @@ class Vwap(models.Model):
     cum_volume = models.BigIntegerField()
     as_of = models.DateTimeField()
     seq = models.BigIntegerField(default=0)
+    written_at = models.DateTimeField(null=True)  # wall-clock time of the write: the envelope's ts
 
 
 class MarketSession(models.Model):
@@ -109,6 +113,7 @@ class MarketSession(models.Model):
     next_change = models.DateTimeField()
     as_of = models.DateTimeField()
     seq = models.BigIntegerField(default=0)
+    written_at = models.DateTimeField(null=True)  # wall-clock time of the write: the envelope's ts
 
 
 class ApiToken(models.Model):

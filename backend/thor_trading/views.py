@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import authenticate, login, logout
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from global_markets.services import websocket_features
 from thor_trading import messages
 from thor_trading.auth import request_user
-from thor_trading.models import Account, IntradayBar, MarketSession
+from thor_trading.models import Account, MarketSession
 
 View = Callable[..., HttpResponse]
 
@@ -53,7 +54,7 @@ def _account(request: HttpRequest) -> Account | JsonResponse:
 def _envelope(build: Callable[[], dict[str, Any]]) -> JsonResponse:
     try:
         return JsonResponse(build())
-    except (Account.DoesNotExist, IntradayBar.DoesNotExist, MarketSession.DoesNotExist, LookupError):
+    except ObjectDoesNotExist:
         return _error(404, "no data yet: the jobs have not produced this state")
 
 
