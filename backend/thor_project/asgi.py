@@ -9,15 +9,15 @@ from django.core.asgi import get_asgi_application
 django_asgi = get_asgi_application()  # sets Django up before the consumers import models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from global_markets.auth import TokenOrSessionAuthMiddleware  # noqa: E402
+from global_markets.auth import BrowserOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from global_markets.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        # Browsers must come from an allowed host; thorcut and services send no Origin header.
-        "websocket": AllowedHostsOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        # Browsers must come from an allowed host; thorcut and services send no Origin header
+        # (Channels' AllowedHostsOriginValidator would refuse those).
+        "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
