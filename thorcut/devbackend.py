@@ -47,12 +47,18 @@ def _manage(folder: Path, env: dict[str, str], log: Path, *args: str) -> str:
     return proc.stdout
 
 
+#: Children started by this process, kept so they are not collected (and warned about) while
+#: running, and reaped when stopped. `dev up` exits at once, leaving them to init.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _spawn(cmd: list[str], folder: Path, env: dict[str, str], log: Path) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -131,6 +137,9 @@ def stop(processes: list[dict[str, Any]]) -> list[str]:
                 time.sleep(0.02)
             else:
                 os.killpg(pid, signal.SIGKILL)
+            child = _CHILDREN.pop(pid, None)
+            if child is not None:
+                child.wait(5)
             stopped.append(f"{proc.get('name')} (pid {pid})")
     return stopped
 

