@@ -228,7 +228,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if type_ in groups.ACCOUNT_TYPES and message.get("key") not in self.accounts:
                 MESSAGES_DROPPED.labels(_label(type_), "not_owner").inc()  # defence in depth
                 return
-        self._enqueue(type_, _dumps(message))
+        text = event.get("text")
+        self._enqueue(type_, text if isinstance(text, str) else _dumps(message))
 
     def push_flags(self) -> None:
         """Queue this client's current flags (percent bucket applied to its client id)."""

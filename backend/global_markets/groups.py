@@ -6,6 +6,7 @@ account's balance or positions; market-wide types have one group each.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 ACCOUNT_TYPES = frozenset({"account_balance", "positions"})
@@ -31,5 +32,9 @@ def group_for(message: dict[str, Any]) -> str:
 
 
 def event(message: dict[str, Any]) -> dict[str, Any]:
-    """Wrap a message as a channel-layer event."""
-    return {"type": EVENT, "message": message}
+    """Wrap a message as a channel-layer event, with its JSON text encoded once here.
+
+    A group send reaches hundreds of consumers per worker; each would otherwise encode the same
+    envelope again (``docs/benchmarks.md``, fan-out).
+    """
+    return {"type": EVENT, "message": message, "text": json.dumps(message, separators=(",", ":"))}
