@@ -219,7 +219,19 @@ b.stop()
 """
 
 
-def thor(clients: int, rates: list[float], seconds: float, workers: int) -> list[dict[str, Any]]:
+def server_command(server: str, port: int, workers: int) -> tuple[list[str], str]:
+    """The command that serves the Thor app, and its label. Daphne runs one process only."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--websocket_timeout", "-1",
+                "thor_project.asgi:application"], "thor (daphne, 1 process)"  # fmt: skip
+    return [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
+            "--workers", str(workers), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+            "--log-level", "warning"], f"thor (uvicorn, {workers} workers)"  # fmt: skip
+
+
+def thor(
+    clients: int, rates: list[float], seconds: float, workers: int, server: str = "uvicorn"
+) -> list[dict[str, Any]]:
     rows = []
     with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="thorcut-fanout-") as folder:
         env = {
@@ -239,13 +251,9 @@ def thor(clients: int, rates: list[float], seconds: float, workers: int) -> list
         token = next(line.split()[1] for line in made.stdout.splitlines() if line.startswith("token "))
         port = free_port()
         log = Path(folder) / "uvicorn.log"
+        cmd, label = server_command(server, port, workers)
         with log.open("wb") as out:
-            web = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
-                 "--workers", str(workers), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
-                 "--log-level", "warning"],
-                cwd=BACKEND, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            web = subprocess.Popen(cmd, cwd=BACKEND, env=env, stdout=out, stderr=subprocess.STDOUT)
         pub = subprocess.Popen([sys.executable, "-c", PUBLISHER], cwd=BACKEND, env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)  # fmt: skip
         try:
@@ -263,8 +271,7 @@ def thor(clients: int, rates: list[float], seconds: float, workers: int) -> list
                     print(f"  broadcaster: {stats}", file=sys.stderr)
                     return n, elapsed
 
-                rows.append({"server": f"thor ({workers} uvicorn workers)",
-                             **drive(url, clients, headers, publish, rate, seconds)})  # fmt: skip
+                rows.append({"server": label, **drive(url, clients, headers, publish, rate, seconds)})
         finally:
             if pub.stdin:
                 pub.stdin.close()
@@ -294,20 +301,23 @@ def main() -> int:
     parser.add_argument("--rates", default="20,60", help="messages per second to try (20,60)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of publishing per rate (10)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers for thor (2)")
+    parser.add_argument("--servers", default="uvicorn", help="ASGI servers to run the Thor app under: uvicorn,daphne")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     info = machine_info()
     print_machine(info)
-    rows = plain(args.clients, rates, args.seconds) + thor(args.clients, rates, args.seconds, args.workers)
+    rows = plain(args.clients, rates, args.seconds)
+    for server in args.servers.split(","):
+        rows += thor(args.clients, rates, args.seconds, args.workers, server)
     cols = ["server", "rate", "target_per_s", "delivered_per_s", "loss_pct", "p50_ms", "p99_ms", "disconnected"]
     print(f"fan-out to {args.clients} clients, {args.seconds:g} s per rate; latency = publish -> client receive")
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     for rate in rates:
         p = next(r for r in rows if r["rate"] == rate and r["server"].startswith("plain"))
-        t = next(r for r in rows if r["rate"] == rate and r["server"].startswith("thor"))
-        if p["delivered_per_s"]:
-            print(f"rate {rate:g}/s: thor/plain delivered = {t['delivered_per_s'] / p['delivered_per_s']:.2f}x, "
-                  f"thor p99 {t['p99_ms']} ms")  # fmt: skip
+        for t in (r for r in rows if r["rate"] == rate and r["server"].startswith("thor")):
+            if p["delivered_per_s"]:
+                print(f"rate {rate:g}/s: {t['server']}/plain delivered = "
+                      f"{t['delivered_per_s'] / p['delivered_per_s']:.2f}x, p99 {t['p99_ms']} ms")  # fmt: skip
     print(json.dumps({"benchmark": "fanout", "machine": info, "settings": vars(args), "results": rows}))
     return 0
 
