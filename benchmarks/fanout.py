@@ -13,6 +13,9 @@ send-to-receive latency (one machine, one clock) and counts what it got.
 * **plain**: one ``websockets`` server process that sends the same envelopes to every connection
   with ``websockets.broadcast`` at the same rate.
 
+Neither side compresses (per-message deflate off): on loopback it only costs CPU, and the Thor
+stack runs with it off (``thorcut dev up``).
+
     .venv/bin/python benchmarks/fanout.py [--clients 500] [--rates 20,60] [--seconds 10] [--workers 2]
 
 A rate R gives R x clients deliveries per second (20/s x 500 = 10,000/s).
@@ -58,7 +61,9 @@ def _clients(url: str, count: int, headers: dict[str, str], seconds: float, read
 
         async def one(i: int) -> None:
             nonlocal received, closed
-            async with connect(url, additional_headers=headers, max_size=2**20, open_timeout=30) as ws:
+            async with connect(
+                url, additional_headers=headers, max_size=2**20, open_timeout=30, compression=None
+            ) as ws:
                 opened.append(i)
                 if len(opened) == count:
                     ready.set()
@@ -152,7 +157,7 @@ def _plain_server(port: int, ready: Any, control: Any, done: Any) -> None:
             conns.discard(ws)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, max_size=2**20):
+        async with serve(handler, "127.0.0.1", port, max_size=2**20, compression=None):
             ready.set()
             loop = asyncio.get_running_loop()
             while True:
@@ -225,8 +230,9 @@ def server_command(server: str, port: int, workers: int) -> tuple[list[str], str
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--websocket_timeout", "-1",
                 "thor_project.asgi:application"], "thor (daphne, 1 process)"  # fmt: skip
     return [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
-            "--workers", str(workers), "--ws", "websockets", "--lifespan", "off", "--no-access-log",
-            "--log-level", "warning"], f"thor (uvicorn, {workers} workers)"  # fmt: skip
+            "--workers", str(workers), "--ws", "websockets", "--ws-per-message-deflate", "false",
+            "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
+            f"thor (uvicorn, {workers} workers)")  # fmt: skip
 
 
 def thor(

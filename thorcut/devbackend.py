@@ -107,7 +107,8 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     web_pid = _spawn(
         [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--ws", "websockets", "--ws-max-size", "65536",
-         "--ws-ping-interval", "20", "--ws-ping-timeout", "20", "--lifespan", "off", "--no-access-log"],
+         "--ws-ping-interval", "20", "--ws-ping-timeout", "20", "--ws-per-message-deflate", "false",
+         "--lifespan", "off", "--no-access-log"],
         folder, env, web_log,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
