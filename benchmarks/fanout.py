@@ -229,10 +229,10 @@ def server_command(server: str, port: int, workers: int) -> tuple[list[str], str
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--websocket_timeout", "-1",
                 "thor_project.asgi:application"], "thor (daphne, 1 process)"  # fmt: skip
-    return [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
-            "--workers", str(workers), "--ws", "websockets", "--ws-per-message-deflate", "false",
-            "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
-            f"thor (uvicorn, {workers} workers)")  # fmt: skip
+    cmd = [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
+           "--workers", str(workers), "--ws", "websockets", "--ws-per-message-deflate", "false",
+           "--lifespan", "off", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    return cmd, f"thor (uvicorn, {workers} workers)"
 
 
 def thor(
