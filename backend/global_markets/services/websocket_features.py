@@ -33,8 +33,17 @@ def watcher() -> FlagWatcher:
                 Keys(settings.THORCUT_PREFIX),
                 FEATURES,
             )
+            _watcher.add_listener(_export_version)
             _watcher.start(wait=2.0)
+            for feature in FEATURES:
+                _export_version(feature, _watcher.get(feature))
         return _watcher
+
+
+def _export_version(feature: str, flag: EffectiveFlag) -> None:
+    from global_markets.metrics import FLAG_VERSION
+
+    FLAG_VERSION.labels(feature).set(flag.state.version)
 
 
 def stop() -> None:
