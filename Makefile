@@ -24,8 +24,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The backend's database tests run again on PostgreSQL (a throwaway database on this server).
+THOR_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres
+
 test: lint
 	$(BIN)/pytest
+	THOR_TEST_POSTGRES=$(THOR_TEST_POSTGRES) $(BIN)/pytest -q -p no:cacheprovider \
+		tests/backend/test_jobs.py tests/backend/test_rest.py tests/backend/test_stack.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/flag_propagation.py

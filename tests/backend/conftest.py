@@ -23,15 +23,40 @@ from thorcut.devstack import EmbeddedRedis, free_port
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 
 
+def _postgres_database() -> Iterator[str]:
+    """Create a throwaway PostgreSQL database (THOR_TEST_POSTGRES=postgres://… of the server) and drop it."""
+    import psycopg
+
+    server = os.environ["THOR_TEST_POSTGRES"]
+    name = f"thor_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"THOR_TEST_POSTGRES is set but PostgreSQL at {server} is unreachable: {exc}")
+    base = server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def thor_env(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLite in a temporary folder, or a fresh PostgreSQL database when THOR_TEST_POSTGRES is set."""
+    if os.environ.get("THOR_TEST_POSTGRES"):
+        yield from _postgres_database()
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('thor') / 'thor.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def thor_env(redis_server: EmbeddedRedis, database_url: str) -> dict[str, str]:
     """Environment shared by this process and every child server: DB, Redis, a fresh prefix."""
-    folder = tmp_path_factory.mktemp("thor")
     env = {
         "DJANGO_SETTINGS_MODULE": "thor_project.settings",
         "THORCUT_REDIS_URL": redis_server.url,
         "THORCUT_PREFIX": f"thor{uuid.uuid4().hex[:8]}",
-        "DATABASE_URL": os.environ.get("THOR_TEST_DATABASE_URL") or f"sqlite:///{folder / 'thor.sqlite3'}",
+        "DATABASE_URL": database_url,
         "THOR_TICK": "0.05",
         "THOR_SEED": "7",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(BACKEND), os.environ.get("PYTHONPATH", "")])),
