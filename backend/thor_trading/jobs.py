@@ -16,8 +16,10 @@ same state carry the same ``seq`` and ``data`` (DESIGN.md, "The message envelope
 
 Takeover: a new :class:`Simulation` resumes from the database (simulated time, prices, bars,
 VWAP, each account's cash and positions) and the seq counters live there too, so a job runner
-that replaces a dead one continues every seq without a repeat. The jobs are synchronous (Django
-ORM): run them in a thread, outside any transaction.
+that replaces a dead one continues every seq without a repeat. Each job transaction first checks
+the runner's fencing token (``thor_trading.fence``), so a replaced runner that has not noticed yet
+cannot commit another write. The jobs are synchronous (Django ORM): run them in a thread, outside
+any transaction.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Model
 from django.utils import timezone
 
-from thor_trading import messages
+from thor_trading import fence, messages
 from thor_trading.market import (
     CONTRACTS,
     EXCHANGES,
@@ -66,8 +68,13 @@ def bump_many(type_: str, keys: Iterable[str]) -> dict[str, int]:
     The bulk form of :meth:`SeqCounter.bump`, with the same contract: call it inside the
     transaction that writes the state. The first statement is an UPDATE, so the transaction
     holds the write lock (SQLite) or the rows' locks (PostgreSQL) until it commits.
+
+    Every job transaction starts here, so this is where the leader's fencing token is checked
+    (:func:`thor_trading.fence.check`, itself an UPDATE): a runner whose term has been
+    superseded gets :class:`~thor_trading.fence.Fenced` and its transaction writes nothing.
     """
     assert transaction.get_connection().in_atomic_block, "bump seq inside the state's transaction"
+    fence.check()
     keys = list(keys)
     counters = SeqCounter.objects.filter(type=type_, key__in=keys)
     if counters.update(seq=F("seq") + 1) < len(keys):

@@ -32,6 +32,22 @@ class SeqCounter(models.Model):
         return counter.seq
 
 
+class LeaderTerm(models.Model):
+    """The job runner's fencing token: one row (``id=1``) whose ``term`` goes up by one per leader term.
+
+    A runner that takes the Redis leader lock starts a term (``thor_trading.fence.start_term``),
+    and every job transaction first checks that the row still holds its term
+    (``thor_trading.fence.check``), so a runner that was replaced can no longer commit a write.
+    """
+
+    term = models.BigIntegerField(default=0)
+    holder = models.CharField(max_length=255, blank=True, default="")  # the lock token of the term's runner
+    since = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"term {self.term} ({self.holder or 'nobody'})"
+
+
 class Account(models.Model):
     """A paper trading account; ``code`` is the envelope key (e.g. ``DU1234``)."""
 

@@ -1,15 +1,21 @@
-"""The job runner's leader lock, with real ``manage.py run_jobs`` processes, Redis and database.
+"""The job runner's leader lock and fencing term, with real ``run_jobs`` processes, Redis and database.
 
 Two runners: only one runs the jobs; kill -9 it and the other takes over within the TTL, every
 (type, key) seq continuing upwards with no repeat; a runner whose lock is taken from it stops
-producing at once; SIGTERM releases the lock so a standby need not wait for the TTL.
+producing at once; SIGTERM releases the lock so a standby need not wait for the TTL. A leader that
+cannot reach Redis runs its jobs on; a runner whose database term has been superseded (someone
+took over while it could not see Redis) is fenced at its next job transaction and never writes
+after the new leader's first write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -278,46 +285,40 @@ def test_lock_primitives(thor_env: dict[str, str]) -> None:
         b_client.close()
 
 
-def test_a_holder_that_cannot_renew_stops_before_the_ttl(thor_env: dict[str, str], tmp_path: Path) -> None:
-    """The lock's Redis freezes (SIGSTOP): renewals time out, and jobs stop before the key can expire."""
+def test_a_holder_that_cannot_reach_redis_runs_on(thor_env: dict[str, str], tmp_path: Path) -> None:
+    """The lock's Redis freezes (SIGSTOP) past the TTL: renewals time out, the jobs run on (the
+    database term fences them, not the lease); after SIGCONT the key has expired, so the runner
+    steps down and leads again in a new term."""
     from global_markets.services.heartbeat import Heartbeat
     from global_markets.services.websocket_broadcast import Broadcaster
     from tests.backend.test_heartbeat import FakeJob
     from tests.conftest import start_redis
-    from thor_trading.services.stack_start import LeaderLock, run_job_runner
+    from thor_trading import fence
+    from thor_trading.services.stack_start import LeaderLock, RunnerStatus, run_job_runner
 
-    ttl = 1.0
+    ttl, tick = 1.0, 0.02
     server = start_redis(tmp_path)
     assert server.process is not None
     pid = server.process.pid
     runs: list[float] = []
-    terms: list[float] = []
+    terms: list[int] = []
 
     class TimedJob(FakeJob):
         def run(self, tick: int) -> list[dict[str, Any]]:
             runs.append(time.monotonic())
             return super().run(tick)
 
-    renewed: list[float] = []  # local start time of every successful SET/renewal
-
     def on_lead(lock: LeaderLock, hb: Heartbeat) -> None:
-        renewed.append(time.monotonic() - 0.001)  # the acquire just before this call
-        terms.append(time.monotonic())
-        real = lock.renew
+        now = fence.current_term()
+        assert now is not None
+        assert now[1] == lock.token
+        terms.append(now[0])
 
-        def renew() -> bool:
-            t0 = time.monotonic()
-            ok = real()
-            if ok:
-                renewed.append(t0)
-            return ok
-
-        lock.renew = renew  # type: ignore[method-assign]  # observe renewals; Redis stays real
-
-    stop = threading.Event()
+    stop, status = threading.Event(), RunnerStatus()
     thread = threading.Thread(target=run_job_runner, kwargs={
-        "tick": 0.02, "ttl": ttl, "stop_event": stop, "jobs_factory": lambda: [TimedJob("a")],
+        "tick": tick, "ttl": ttl, "stop_event": stop, "jobs_factory": lambda: [TimedJob("a")],
         "broadcaster_factory": Broadcaster, "redis_url": server.url, "prefix": "frozenlock", "on_lead": on_lead,
+        "status": status,
     }, daemon=True)  # fmt: skip
     frozen = False
     try:
@@ -326,19 +327,25 @@ def test_a_holder_that_cannot_renew_stops_before_the_ttl(thor_env: dict[str, str
         os.kill(pid, signal.SIGSTOP)
         frozen_at = time.monotonic()
         frozen = True
-        time.sleep(ttl + 0.5)
-        last, lease = runs[-1], max(t for t in renewed if t < frozen_at)
-        print(f"jobs stopped {last - frozen_at:.3f} s after the freeze, {last - lease:.3f} s into the "
-              f"last lease (ttl {ttl})")  # fmt: skip
-        # Redis cannot expire the key before lease + ttl (the lease started no later than Redis
-        # saw it); the runner stops at lease + ttl - ttl/4, so the last job starts before that.
-        assert last < lease + ttl * 0.75 + 0.05  # (+ scheduling slack between the guard and the job)
-        assert lease > frozen_at - ttl / 3 - 0.2  # renewals were on schedule until the freeze
+        time.sleep(ttl + 0.5)  # the key's TTL runs out in Redis meanwhile
+        assert status.lead is not None
+        renewer = status.lead.renewer.stats()
+        during = [t for t in runs if t > frozen_at]
+        gaps = [b - a for a, b in itertools.pairwise([frozen_at, *during, time.monotonic()])]
+        print(f"frozen {ttl + 0.5:.1f} s (ttl {ttl}): {len(during)} job runs, largest gap {max(gaps) * 1000:.1f} ms, "
+              f"renewer {renewer}")  # fmt: skip
+        assert len(during) >= (ttl + 0.5) / tick * 0.8
+        assert max(gaps) < 0.2
+        assert renewer["errors"] >= 2
+        assert status.terms == 1
         n = len(runs)
         os.kill(pid, signal.SIGCONT)
         frozen = False
-        # The key expired in Redis meanwhile: the runner takes it again and the jobs resume.
+        # The key expired in Redis: the next renewal finds it gone, the runner steps down, takes
+        # the lock again and starts the next term in the database.
         wait_for(lambda: len(terms) >= 2 and len(runs) > n + 10, 10, "a second term")
+        assert terms[1] == terms[0] + 1
+        assert status.step_downs == {"lost the lock": 1}
     finally:
         if frozen:
             os.kill(pid, signal.SIGCONT)
@@ -346,3 +353,238 @@ def test_a_holder_that_cannot_renew_stops_before_the_ttl(thor_env: dict[str, str
         thread.join(10)
         server.stop()
     assert not thread.is_alive()
+
+
+def test_a_runner_whose_term_is_superseded_is_fenced(thor_env: dict[str, str], lock_env: dict[str, Any],
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """The test plays a new leader that took the lock while the runner could not see it: it starts
+    a term and writes every seq once. The runner (its renewals 10 s apart, so only the fence can
+    stop it in time) is fenced by its next job transaction and writes nothing after that."""
+    from django.db import transaction
+
+    from thor_trading import fence
+    from thor_trading.jobs import bump_many
+    from thor_trading.models import SeqCounter
+
+    client, key, receiver = lock_env["client"], lock_env["key"], lock_env["receiver"]
+    runner = start_runner(thor_env, tmp_path / "runner.log", ttl=30.0)
+    try:
+        wait_for(lambda: holder_pid(client, key) == runner.pid, 30, "the runner to take the lock")
+        wait_for(lambda: len(receiver.data()) >= 20, 20, "messages")
+        old = fence.current_term()
+        assert old is not None
+        assert old[1] == client.get(key)
+
+        client.set(key, "intruder:1:x", px=60_000)  # the new leader holds the lock from now on
+        with transaction.atomic():
+            new = fence.start_term("intruder:1:x")
+            rows = list(SeqCounter.objects.exclude(type="heartbeat").values_list("type", "key"))
+            first_write: dict[tuple[str, str], int] = {}
+            with fence.bound(new):
+                for type_ in {t for t, _ in rows}:
+                    for k, seq in bump_many(type_, [k for t, k in rows if t == type_]).items():
+                        first_write[(type_, k)] = seq
+        superseded_at = time.monotonic()
+        assert new.number == old[0] + 1
+        wait_for(lambda: "fenced" in runner.output(), 2, "the runner to be fenced")
+        fenced_after = time.monotonic() - superseded_at
+        time.sleep(1.5)
+        print(f"fenced {fenced_after * 1000:.0f} ms after the new term")
+        out = runner.output()
+        assert f"stepped down (fenced: term {old[0]} superseded by term {new.number} (intruder:1:x))" in out, out
+        # Nothing written after the new leader's first write, nothing sent that is newer than it.
+        now = {(c.type, c.key): c.seq for c in SeqCounter.objects.exclude(type="heartbeat")}
+        assert now == first_write
+        for m in receiver.data():
+            assert m["seq"] <= first_write[(m["type"], m["key"])], m
+        assert receiver.data(since=superseded_at + fenced_after + 0.2) == []
+        assert runner.proc.poll() is None  # alive, waiting for the lock
+        assert client.get(key) == "intruder:1:x"  # which it did not delete
+        assert fence.current_term() == (new.number, "intruder:1:x")
+
+        # The "new leader" goes away: the runner leads again, in the next term, from where it left.
+        client.delete(key)
+        wait_for(lambda: holder_pid(client, key) == runner.pid, 5, "the runner to re-take the lock")
+        seen = {(m["type"], m["key"]) for m in receiver.data()}
+
+        def caught_up() -> bool:  # every stream seen so far has gone past the "new leader's" write
+            last = assert_seq_strictly_increasing(receiver.data())
+            return all(last[k] > first_write[k] for k in seen)
+
+        wait_for(caught_up, 10, "messages again, beyond the superseding term's")
+        assert f"is now the leader (term {new.number + 1})" in runner.output()
+    finally:
+        runner.proc.send_signal(signal.SIGTERM)
+        try:
+            runner.proc.wait(15)
+        finally:
+            runner.stop()
+
+
+class Partition:
+    """A TCP proxy in front of Redis that can cut the link (both directions go silent) and heal it."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        self.target = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.cut = threading.Event()
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True, name="test-partition").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+                up = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                if self.listener.fileno() == -1:
+                    return
+                continue
+            up.settimeout(None)
+            self._socks += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self.cut.is_set():  # cut: the bytes vanish, as on a partitioned network
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@dataclass
+class Run:
+    started: float
+    ended: float
+    messages: list[dict[str, Any]] | None
+    error: type[BaseException] | None
+
+
+class RecordingJob:
+    """A real job that records every run: when, the envelopes it returned, or what it raised."""
+
+    def __init__(self, job: Any, record: list[Run]) -> None:
+        self.job, self.record = job, record
+        self.name, self.feature, self.every = job.name, job.feature, job.every
+
+    def run(self, tick: int) -> list[dict[str, Any]]:
+        t0 = time.monotonic()
+        try:
+            out: list[dict[str, Any]] = self.job.run(tick)
+        except Exception as exc:
+            self.record.append(Run(t0, time.monotonic(), None, type(exc)))
+            raise
+        self.record.append(Run(t0, time.monotonic(), out, None))
+        return out
+
+
+class NullBroadcaster:
+    def start(self) -> NullBroadcaster:
+        return self
+
+    def stop(self, timeout: float = 0) -> None:
+        pass
+
+    def submit(self, message: dict[str, Any]) -> bool:
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def test_a_partitioned_leader_runs_on_until_the_new_term_fences_it(thor_env: dict[str, str], demo_users: Any,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    """Two runners (threads of this process, real jobs, real database): A reaches Redis through a
+    proxy that is then cut. A's renewals time out and its jobs run on; its key expires; B takes the
+    lock and starts a term; A's next job transaction is fenced. No write of A after B's term began,
+    and every seq went strictly up across both."""
+    from thor_trading import fence
+    from thor_trading.services.stack_start import LeaderLock, RunnerStatus, build_jobs, leader_key, run_job_runner
+
+    ttl, tick = 1.0, 0.05
+    prefix = thor_env["THORCUT_PREFIX"] + "-part"
+    direct = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
+    direct.delete(leader_key(prefix))
+    proxy = Partition(thor_env["THORCUT_REDIS_URL"])
+    runs: dict[str, list[Run]] = {"a": [], "b": []}
+    led: dict[str, list[float]] = {"a": [], "b": []}
+    stops = {name: threading.Event() for name in runs}
+    statuses = {name: RunnerStatus() for name in runs}
+
+    def runner(name: str, url: str) -> threading.Thread:
+        def on_lead(lock: LeaderLock, hb: Any) -> None:
+            led[name].append(time.monotonic())  # after the term's transaction committed
+
+        return threading.Thread(target=run_job_runner, name=f"test-runner-{name}", daemon=True, kwargs={
+            "tick": tick, "ttl": ttl, "stop_event": stops[name], "redis_url": url, "prefix": prefix,
+            "jobs_factory": lambda: [RecordingJob(j, runs[name]) for j in build_jobs()],
+            "broadcaster_factory": NullBroadcaster, "on_lead": on_lead, "status": statuses[name],
+        })  # fmt: skip
+
+    threads = {"a": runner("a", proxy.url), "b": runner("b", thor_env["THORCUT_REDIS_URL"])}
+    try:
+        threads["a"].start()
+        wait_for(lambda: len([r for r in runs["a"] if r.error is None]) >= 20, 15, "A to run jobs")
+        threads["b"].start()
+        time.sleep(0.5)
+        assert led["b"] == []  # A holds the lock
+
+        proxy.cut.set()
+        cut_at = time.monotonic()
+        wait_for(lambda: led["b"], ttl + 3, "B to take over")
+        b_term_at = led["b"][0]
+        wait_for(lambda: statuses["a"].step_downs, 5, "A to step down")
+        wait_for(lambda: len([r for r in runs["b"] if r.error is None]) >= 20, 10, "B to run jobs")
+        time.sleep(0.5)
+        a, b = runs["a"], runs["b"]
+        ran_on = [r for r in a if r.started > cut_at and r.error is None]
+        failures = [r for r in a if r.error is not None]
+        print(f"B led {b_term_at - cut_at:.2f} s after the cut (ttl {ttl}); A ran {len(ran_on)} jobs cut off, "
+              f"then {[f.error.__name__ for f in failures if f.error]} "
+              f"{(failures[0].started - b_term_at) * 1000 if failures else 0:.0f} ms into B's term")  # fmt: skip
+        assert statuses["a"].step_downs == {"fenced": 1}
+        assert statuses["a"].terms == 1
+        assert len(ran_on) >= (b_term_at - cut_at) / tick * 4 * 0.5  # four jobs a tick, jobs ran on
+        assert [f.error for f in failures] == [fence.Fenced]  # the first job after B's term, then none
+        assert failures[0].started > cut_at
+        assert a[-1] is failures[0]
+        assert all(r.started < b_term_at for r in a if r.error is None)  # all committed before B's term
+        now = fence.current_term()
+        assert now is not None
+        assert now[1] == statuses["b"].token
+        # Every (type, key) seq strictly up over A's runs then B's, and B's all above A's.
+        messages = [m for r in sorted(a + b, key=lambda r: r.ended) for m in r.messages or []]
+        assert_seq_strictly_increasing(messages)
+        last_a = assert_seq_strictly_increasing([m for r in a for m in r.messages or []])
+        first_b = {(m["type"], m["key"]): m["seq"] for r in reversed(b) for m in r.messages or []}
+        for k, seq in last_a.items():
+            assert first_b[k] > seq, k
+
+        proxy.cut.clear()  # healed: A sees B's token on the key and stays a standby
+        time.sleep(1.0)
+        assert direct.get(leader_key(prefix)) == statuses["b"].token
+        assert statuses["a"].terms == 1
+        assert a[-1] is failures[0]
+    finally:
+        for name in stops:
+            stops[name].set()
+        for t in threads.values():
+            t.join(15)
+        proxy.close()
+        direct.delete(leader_key(prefix))
+        direct.close()
+    assert not any(t.is_alive() for t in threads.values())

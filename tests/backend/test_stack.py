@@ -29,8 +29,11 @@ TYPES = {"account_balance", "positions", "intraday_bar", "vwap", "market_status"
 
 
 @pytest.fixture
-def stack(thor_env: dict[str, str], demo_users: dict[str, dict[str, str]], tmp_path: Path) -> Iterator[dict[str, Any]]:
-    env = {**os.environ, **thor_env, "THOR_TICK": "0.05"}
+def stack(
+    request: pytest.FixtureRequest, thor_env: dict[str, str], demo_users: dict[str, dict[str, str]], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    tick = getattr(request, "param", 0.05)
+    env = {**os.environ, **thor_env, "THOR_TICK": str(tick)}
     log = (tmp_path / "jobs.log").open("wb")
     jobs = subprocess.Popen([sys.executable, "manage.py", "run_jobs"], cwd=BACKEND, env=env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
@@ -94,34 +97,47 @@ def test_every_feature_in_shadow_streams_with_rising_seq_and_off_streams_nothing
     assert "account_balance" in types
 
 
+URLS = {
+    "account_balance": "/api/account/balance?account={key}",
+    "positions": "/api/account/positions?account={key}",
+    "intraday_bar": "/api/intraday/{key}/bar",
+    "vwap": "/api/intraday/{key}/vwap",
+    "market_status": "/api/markets/status?market={key}",
+}
+
+
+async def _pairs(server: Server, token: str, seconds: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Read REST for each pushed message at once; keep the pairs that carry the same seq."""
+    from websockets.asyncio.client import connect
+
+    headers = {"Authorization": f"Bearer {token}"}
+    pairs = []
+    async with (
+        httpx.AsyncClient(base_url=server.url, headers=headers, timeout=5) as http,
+        connect(server.ws_url, additional_headers=headers) as ws,
+    ):
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), left))
+            except TimeoutError:
+                break
+            if msg.get("type") in URLS:
+                rest = (await http.get(URLS[msg["type"]].format(key=msg["key"]))).json()
+                if rest["seq"] == msg["seq"]:  # otherwise the next tick already moved the state on
+                    pairs.append((msg, rest))
+    return pairs
+
+
+@pytest.mark.parametrize("stack", [0.5], indirect=True)  # slow ticks: most REST reads see the same state
 def test_websocket_and_rest_data_are_equal_for_the_same_seq(stack: dict[str, Any]) -> None:
     store: FlagStore = stack["store"]
     for feature in DEFAULT_FEATURES:
         _set(store, feature, Stage.SHADOW)
     time.sleep(0.3)
-    messages = asyncio.run(_collect(stack["server"].ws_url, stack["token"], 1.5))
-    stack["jobs"].terminate()  # freeze the state: REST now serves the last seq that was pushed
-    stack["jobs"].wait(10)
-    time.sleep(0.3)
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for m in messages:
-        if m.get("type") in TYPES:
-            latest[(m["type"], m["key"])] = m
-    urls = {
-        "account_balance": "/api/account/balance?account={key}",
-        "positions": "/api/account/positions?account={key}",
-        "intraday_bar": "/api/intraday/{key}/bar",
-        "vwap": "/api/intraday/{key}/vwap",
-        "market_status": "/api/markets/status?market={key}",
-    }
-    headers = {"Authorization": f"Bearer {stack['token']}"}
-    compared = 0
-    for (type_, key), ws_msg in latest.items():
-        rest = httpx.get(stack["server"].url + urls[type_].format(key=key), headers=headers, timeout=5).json()
-        if rest["seq"] != ws_msg["seq"]:
-            continue  # a message still in flight when the runner stopped; not the same state
-        assert rest["data"] == ws_msg["data"], (type_, key)
-        assert {k: rest[k] for k in ("type", "feature", "key")} == {k: ws_msg[k] for k in ("type", "feature", "key")}
-        compared += 1
-    assert compared >= len(latest) - 2
-    assert compared >= 10
+    pairs = asyncio.run(_pairs(stack["server"], stack["token"], 3.0))
+    assert {ws["type"] for ws, _ in pairs} == TYPES
+    for ws, rest in pairs:
+        assert rest["data"] == ws["data"], (ws["type"], ws["key"], ws["seq"])
+        assert {k: rest[k] for k in ("type", "feature", "key")} == {k: ws[k] for k in ("type", "feature", "key")}
+    assert len(pairs) >= 20
