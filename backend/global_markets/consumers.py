@@ -44,6 +44,7 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from global_markets import groups
+from global_markets.hub import hub
 from global_markets.metrics import CONNECTIONS, MESSAGES_DROPPED, MESSAGES_SENT
 from global_markets.services import websocket_features
 from thor_trading.messages import FEATURE_TYPES, TYPE_FEATURE
@@ -217,7 +218,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # -- outbound ----------------------------------------------------------------------------
 
     async def stream_message(self, event: dict[str, Any]) -> None:
-        """Channel-layer event: forward the envelope if subscribed; never waits for the socket."""
+        """Channel-layer event sent to this stream's own channel (groups arrive via the hub)."""
+        self.deliver(event)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Forward the envelope if subscribed and owned; never waits for the socket."""
         message = event.get("message")
         if not isinstance(message, dict):
             return
@@ -378,7 +383,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             wanted |= {groups.type_group(t) for t in FEATURE_TYPES[feature] if t not in groups.ACCOUNT_TYPES}
         for group in sorted(self.joined - wanted):
             self.joined.discard(group)
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await hub(self.channel_layer).leave(group, self)
         # Heartbeat last: once it flows, the subscriptions sent before it on the same Redis
         # connection are in force too.
         for group in [*sorted(wanted - self.joined), groups.HEARTBEAT]:
@@ -386,12 +391,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 break
             if group not in self.joined:
                 self.joined.add(group)
-                await self.channel_layer.group_add(group, self.channel_name)
+                await hub(self.channel_layer).join(group, self)
         if self.closing:  # closed while we were joining: undo
             await self._leave_all()
 
     async def _leave_all(self) -> None:
         joined, self.joined = self.joined, set()
         for group in sorted(joined):
-            with contextlib.suppress(Exception):  # Redis gone: the subscription dies with the process
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await hub(self.channel_layer).leave(group, self)
