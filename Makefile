@@ -35,6 +35,9 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/flag_propagation.py
 	$(BIN)/python benchmarks/status_startup.py
+	$(BIN)/python benchmarks/channel_layers.py --rate 150
+	$(BIN)/python benchmarks/heartbeat_lateness.py
+	$(BIN)/python benchmarks/fanout.py --servers uvicorn,daphne
 
 clean:
 	rm -rf $(VENV) .thorcut .pytest_cache .mypy_cache .ruff_cache
