@@ -224,15 +224,18 @@ b.stop()
 """
 
 
+WS_IMPL = os.environ.get("BENCH_WS_IMPL", "websockets")  # uvicorn --ws: websockets | websockets-sansio
+
+
 def server_command(server: str, port: int, workers: int) -> tuple[list[str], str]:
     """The command that serves the Thor app, and its label. Daphne runs one process only."""
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--websocket_timeout", "-1",
                 "thor_project.asgi:application"], "thor (daphne, 1 process)"  # fmt: skip
     cmd = [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--port", str(port),
-           "--workers", str(workers), "--ws", "websockets", "--ws-per-message-deflate", "false",
+           "--workers", str(workers), "--ws", WS_IMPL, "--ws-per-message-deflate", "false",
            "--lifespan", "off", "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    return cmd, f"thor (uvicorn, {workers} workers)"
+    return cmd, f"thor (uvicorn {WS_IMPL}, {workers} workers)"
 
 
 def thor(
