@@ -25,6 +25,7 @@ any transaction.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -189,7 +190,7 @@ class Simulation:
         return account
 
 
-class _Job:
+class _Job(ABC):
     name: ClassVar[str]
     feature: ClassVar[str]
     every: ClassVar[int] = 1
@@ -202,8 +203,9 @@ class _Job:
         self.simulation.advance(tick)
         return self.write()
 
+    @abstractmethod
     def write(self) -> list[Message]:
-        raise NotImplementedError
+        """Write this job's state in one transaction (seq bumped inside it); return the envelopes."""
 
     def __repr__(self) -> str:
         return f"<{self.name} every {self.every}>"
