@@ -58,22 +58,23 @@ def _envelope(build: Callable[[], dict[str, Any]]) -> JsonResponse:
         return _error(404, "no data yet: the jobs have not produced this state")
 
 
-@require_GET
-@authenticated
-def account_balance(request: HttpRequest) -> HttpResponse:
+def _account_envelope(request: HttpRequest, build: Callable[[Account], dict[str, Any]]) -> HttpResponse:
     account = _account(request)
     if isinstance(account, JsonResponse):
         return account
-    return _envelope(lambda: messages.balance_message(account))
+    return _envelope(lambda: build(account))
+
+
+@require_GET
+@authenticated
+def account_balance(request: HttpRequest) -> HttpResponse:
+    return _account_envelope(request, messages.balance_message)
 
 
 @require_GET
 @authenticated
 def account_positions(request: HttpRequest) -> HttpResponse:
-    account = _account(request)
-    if isinstance(account, JsonResponse):
-        return account
-    return _envelope(lambda: messages.positions_message(account))
+    return _account_envelope(request, messages.positions_message)
 
 
 @require_GET

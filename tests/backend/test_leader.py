@@ -55,6 +55,14 @@ class Runner:
             self.proc.kill()
             self.proc.wait(10)
 
+    def shut_down(self) -> None:
+        """SIGTERM (a clean step-down, releasing the lock), then make sure it is gone."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        finally:
+            self.stop()
+
 
 def start_runner(env: dict[str, str], log: Path, ttl: float = TTL) -> Runner:
     with log.open("wb") as out:
@@ -237,11 +245,7 @@ def test_a_runner_that_loses_the_lock_stops_producing(thor_env: dict[str, str], 
         wait_for(lambda: len(receiver.data(since=back)) >= 10, 10, "messages again")
         assert_seq_strictly_increasing(receiver.data())
     finally:
-        runner.proc.send_signal(signal.SIGTERM)
-        try:
-            runner.proc.wait(15)
-        finally:
-            runner.stop()
+        runner.shut_down()
 
 
 def test_lock_primitives(thor_env: dict[str, str]) -> None:
@@ -414,11 +418,7 @@ def test_a_runner_whose_term_is_superseded_is_fenced(thor_env: dict[str, str], l
         wait_for(caught_up, 10, "messages again, beyond the superseding term's")
         assert f"is now the leader (term {new.number + 1})" in runner.output()
     finally:
-        runner.proc.send_signal(signal.SIGTERM)
-        try:
-            runner.proc.wait(15)
-        finally:
-            runner.stop()
+        runner.shut_down()
 
 
 class Partition:
