@@ -38,6 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/channel_layers.py --rate 150
 	$(BIN)/python benchmarks/heartbeat_lateness.py
 	$(BIN)/python benchmarks/fanout.py --servers uvicorn,daphne
+	$(BIN)/python benchmarks/compare_engine.py
+	$(BIN)/python benchmarks/replay.py --pairs 20000
+	$(BIN)/python benchmarks/tail_throughput.py --runs 5
 
 clean:
 	rm -rf $(VENV) .thorcut .pytest_cache .mypy_cache .ruff_cache

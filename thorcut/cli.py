@@ -74,6 +74,9 @@ COMMANDS = {
     "complete": "stages",
     "rollback": "stages",
     "history": "history",
+    "tail": "tail",
+    "diff": "parity",
+    "check": "parity",
     "dev": "dev",
 }
 

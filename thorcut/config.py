@@ -26,6 +26,8 @@ DEFAULT_BACKEND_URL = "http://127.0.0.1:8000"
 _SETTINGS: dict[str, tuple[str, type]] = {
     "redis_url": ("THORCUT_REDIS_URL", str),
     "backend_url": ("THORCUT_BACKEND_URL", str),
+    "ws_url": ("THORCUT_WS_URL", str),
+    "token": ("THORCUT_TOKEN", str),
     "prefix": ("THORCUT_PREFIX", str),
     "timeout": ("THORCUT_TIMEOUT", float),
     "operator": ("THORCUT_OPERATOR", str),
@@ -100,6 +102,8 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     backend_url: str = DEFAULT_BACKEND_URL
+    ws_url: str = ""  # default: backend_url with ws(s):// and /ws/stream/
+    token: str = ""  # sent as ``Authorization: Bearer <token>``; never printed
     prefix: str = "thorcut"
     timeout: float = 2.0
     operator: str = ""

@@ -15,6 +15,7 @@ class's ``exit_code``. Library callers (the backend, scripts) catch the classes 
     │   └── StaleVersion            `--expect-version` no longer matches
     ├── Unreachable                 Redis or the backend cannot be reached              (4)
     │   ├── RedisUnavailable
+    │   ├── BackendUnavailable      the backend's WebSocket or REST endpoint
     │   └── WaitTimedOut            workers did not acknowledge a change in time
     └── Pending                     not enough evidence to decide                       (5)
 """
@@ -91,6 +92,10 @@ class Unreachable(ThorcutError):
 
 class RedisUnavailable(Unreachable):
     """Raised when Redis refuses, times out, or rejects the credentials."""
+
+
+class BackendUnavailable(Unreachable):
+    """Raised when the backend (WebSocket or REST) refuses, times out, or rejects the credentials."""
 
 
 class WaitTimedOut(Unreachable):

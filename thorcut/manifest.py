@@ -47,6 +47,8 @@ class Thresholds:
     min_duration: float = 60.0
     max_mismatch_rate: float = 0.0
     max_gaps: int = 0
+    max_duplicates: int = 0
+    max_out_of_order: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,15 @@ def _thresholds(raw: Any, base: Thresholds, where: str) -> Thresholds:
     unknown = set(raw) - set(names)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected {sorted(names)}")
+    values = dict(raw)
     for k, v in raw.items():
+        if k == "min_duration" and isinstance(v, str):
+            from thorcut.config import parse_duration
+
+            values[k] = v = parse_duration(v, f"{where}.{k}")
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{where}.{k} must be a non-negative number, not {v!r}")
-    return replace(base, **raw)
+    return replace(base, **values)
 
 
 def _feature(name: str, raw: Any, base: FeatureSpec | None) -> FeatureSpec:

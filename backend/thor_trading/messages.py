@@ -27,6 +27,14 @@ for _type, _feature in TYPE_FEATURE.items():
     FEATURE_TYPES[_feature] += (_type,)
 
 
+#: how often positions_message reads again when a job commits in the middle of its read
+POSITIONS_READ_ATTEMPTS = 20
+
+
+class TornRead(RuntimeError):
+    """The state kept changing under a multi-row read (a writer far faster than the reader)."""
+
+
 def iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
@@ -57,18 +65,30 @@ def balance_message(account: Account) -> dict[str, Any]:
 
 
 def positions_message(account: Account) -> dict[str, Any]:
-    snap = PositionsSnapshot.objects.get(account=account)
-    rows = [
-        {
-            "symbol": p.symbol,
-            "quantity": p.quantity,
-            "avg_price": num(p.avg_price),
-            "last_price": num(p.last_price),
-            "market_value": num(p.market_value),
-            "unrealized_pnl": num(p.unrealized_pnl),
-        }
-        for p in account.positions.order_by("symbol")
-    ]
+    """The positions rows and the snapshot's ``seq`` of one state.
+
+    They are separate rows, so a read can straddle a job's commit (PostgreSQL's READ COMMITTED
+    gives each statement its own snapshot): ``thorcut check`` caught REST serving seq N with some
+    rows of N+1. Every write bumps the snapshot's seq in the same transaction as the rows, so when
+    the seq is the same before and after reading the rows, the rows are state N's; else read again.
+    """
+    for _ in range(POSITIONS_READ_ATTEMPTS):
+        snap = PositionsSnapshot.objects.get(account=account)
+        rows = [
+            {
+                "symbol": p.symbol,
+                "quantity": p.quantity,
+                "avg_price": num(p.avg_price),
+                "last_price": num(p.last_price),
+                "market_value": num(p.market_value),
+                "unrealized_pnl": num(p.unrealized_pnl),
+            }
+            for p in account.positions.order_by("symbol")
+        ]
+        if PositionsSnapshot.objects.filter(account=account, seq=snap.seq).exists():
+            break
+    else:
+        raise TornRead(f"positions of {account.code} changed under {POSITIONS_READ_ATTEMPTS} reads in a row")
     data = {"account": account.code, "positions": rows, "as_of": iso(snap.as_of)}
     return envelope("positions", account.code, snap.seq, snap.written_at or snap.as_of, data)
 

@@ -229,3 +229,32 @@ def test_envelope_ts_is_wall_clock_time_of_the_write_not_simulated_time(thor_env
         for message in job.run(0):
             ts = datetime.fromisoformat(message["ts"].replace("Z", "+00:00"))
             assert abs((ts - before).total_seconds()) < 60, (message["type"], message["ts"])
+
+
+def test_positions_read_never_straddles_a_write(jobs: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job commits between reading the snapshot and reading the rows: the message is still one
+    state (thorcut check found REST serving seq N with rows of N+1 before this was fixed)."""
+    from django.db.models import QuerySet
+
+    from thor_trading import messages
+    from thor_trading.models import Account
+
+    positions_job = next(j for j in jobs if j.feature == "positions")
+    positions_job.run(1)
+    account = Account.objects.get(code="DU1234")
+    real_order_by = QuerySet.order_by
+    writes = []
+
+    def order_by_after_a_write(self: QuerySet[Any], *fields: str) -> QuerySet[Any]:
+        if self.model.__name__ == "Position" and not writes:
+            writes.append(2)
+            positions_job.run(2)  # commits new rows and seq N+1 in the middle of the read
+        return real_order_by(self, *fields)
+
+    monkeypatch.setattr(QuerySet, "order_by", order_by_after_a_write)
+    torn_or_not = messages.positions_message(account)
+    monkeypatch.undo()
+    assert writes, "the write did not happen in the middle of the read"
+    fresh = messages.positions_message(account)
+    assert torn_or_not["seq"] == fresh["seq"]
+    assert torn_or_not["data"] == fresh["data"]

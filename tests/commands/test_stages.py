@@ -30,7 +30,7 @@ def test_status_json_lists_every_feature_with_stable_fields(run, store) -> None:
         "reason": "start parity",
         "reads_from": "REST (WebSocket shadow)",
     }
-    assert positions["parity"] == {"verdict": None, "judged_at": None, "age_s": None, "counts": {}}
+    assert positions["parity"] == {"verdict": None, "judged_at": None, "age_s": None, "counts": {}, "stream": None}
     assert set(doc) == {"redis", "prefix", "workers", "features"}
 
 

@@ -76,13 +76,18 @@ def up(
         )
     console.print("\nNext, try:")
     if isinstance(backend, dict):
+        console.print(f"  export THORCUT_BACKEND_URL={backend['url']} THORCUT_TOKEN={backend['token']}",
+                      markup=False)  # fmt: skip
         console.print(f"  curl -H 'Authorization: Bearer {backend['token']}' {backend['url']}/api/account/positions",
                       markup=False)  # fmt: skip
     for line in (
         f"{env}thorcut status",
         f"{env}thorcut shadow positions --reason 'start parity'",
+        f"{env}thorcut tail --feature positions --count 5",
         f"{env}thorcut enable positions        # refused (exit 3): no PASS verdict yet",
-        f"{env}thorcut enable positions --force --reason demo",
+        f"{env}thorcut diff positions --duration 60   # judge the shadow; a PASS opens the gate",
+        f"{env}thorcut enable positions --reason 'parity PASS'",
+        f"{env}thorcut check --all --duration 60 --junit parity.xml",
         f"{env}thorcut rollback --all --reason demo",
         f"{env}thorcut history --verify",
         "thorcut dev down",

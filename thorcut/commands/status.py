@@ -93,6 +93,7 @@ class Snapshot:
         table.add_column("ver", justify="right", no_wrap=True)
         table.add_column("last change", ratio=2)
         table.add_column("parity", ratio=1)
+        table.add_column("stream", ratio=1)
         notes: list[Text] = []
         for name in self.settings.features:
             state, parity = self.flags[name], self.parity[name]
@@ -115,7 +116,10 @@ class Snapshot:
             else:
                 verdict = Text(parity.verdict.value, style=_VERDICT_STYLE[parity.verdict])
                 verdict.append(f" · {ago(parity.judged_at, now)}", style="dim")
-            table.add_row(name, stage, reads_from(state.stage, state.percent), str(state.version), change, verdict)
+            health = parity.health()
+            stream = Text(health or "—", style="dim" if health in (None, "ok") else "red")
+            table.add_row(name, stage, reads_from(state.stage, state.percent), str(state.version), change, verdict,
+                          stream)  # fmt: skip
         footer = Text(
             f"Redis {redact_url(self.settings.redis_url)} · prefix {self.settings.prefix} · "
             f"{len(self.workers)} backend worker(s) registered",

@@ -48,7 +48,18 @@ class ParityRecord:
         except ValueError:
             verdict = None
         counts = {}
-        for name in ("paired", "matched", "mismatched", "unpaired", "gaps", "duplicates", "errors"):
+        for name in (
+            "samples",
+            "paired",
+            "matched",
+            "mismatched",
+            "unpaired",
+            "gaps",
+            "missed",
+            "duplicates",
+            "out_of_order",
+            "errors",
+        ):
             if data.get(name, "").isdigit():
                 counts[name] = int(data[name])
         return cls(verdict, data.get("judged_at", ""), counts, dict(data))
@@ -60,6 +71,15 @@ class ParityRecord:
             return None
         return ((now or datetime.now(UTC)) - at).total_seconds()
 
+    def health(self) -> str | None:
+        """Return a short stream-health summary from the counts, or None without a verdict."""
+        if self.verdict is None:
+            return None
+        c = self.counts or {}
+        bad = [f"{c[k]} {label}" for k, label in (("gaps", "gaps"), ("duplicates", "dup"),
+                                                 ("out_of_order", "out of order")) if c.get(k)]  # fmt: skip
+        return " · ".join(bad) if bad else "ok"
+
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         age = self.age(now)
         return {
@@ -67,6 +87,7 @@ class ParityRecord:
             "judged_at": self.judged_at or None,
             "age_s": round(age, 3) if age is not None else None,
             "counts": self.counts or {},
+            "stream": self.health(),
         }
 
 

@@ -189,6 +189,24 @@ class FlagStore:
             pipe.hgetall(self.keys.parity(name))
         return {n: ParityRecord.from_hash(d) for n, d in zip(self.features, pipe.execute(), strict=True)}
 
+    def record_parity(self, feature: str, fields: dict[str, str], examples: list[str], *, limit: int = 1000) -> None:
+        """Replace ``feature``'s verdict hash with ``fields`` and push ``examples`` (JSON, newest
+        first) onto its bounded mismatch list, in one transaction."""
+        if feature not in self.features:
+            raise UsageError(f"unknown feature {feature!r}; valid features: {', '.join(self.features)}")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.parity(feature))
+        pipe.hset(self.keys.parity(feature), mapping=dict(fields))  # type: ignore[arg-type]
+        if examples:
+            pipe.lpush(self.keys.mismatches(feature), *examples)
+            pipe.ltrim(self.keys.mismatches(feature), 0, limit - 1)
+        pipe.execute()
+
+    def mismatches(self, feature: str, count: int = 20) -> list[str]:
+        """Return up to ``count`` recent mismatch examples of ``feature`` (JSON text, newest first)."""
+        raw: Any = self.client.lrange(self.keys.mismatches(feature), 0, count - 1)
+        return list(raw)
+
     # -- changing -----------------------------------------------------------------------
 
     def change(

@@ -1,0 +1,116 @@
+"""Recordings as written and read: every record kind, the data-last layout, and exact JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.parity.build import balance, envelope, steady
+from thorcut.jsonfast import loads
+from thorcut.recording import Body, RecordingError, RecordingReader, RecordingWriter, RestRecord, WsRecord
+
+AT = "2026-11-24T14:00:00.000Z"
+
+
+def roundtrip(tmp_path: Path, write) -> list:  # type: ignore[no-untyped-def]
+    path = tmp_path / "r.jsonl"
+    with RecordingWriter(path, {"features": {}}) as w:
+        write(w)
+    reader = RecordingReader(path)
+    assert reader.header.manifest == {"features": {}}
+    return list(reader)
+
+
+def test_every_record_kind_reads_back(tmp_path: Path) -> None:
+    msg = envelope("positions", "DU1234", 7, {"positions": [{"symbol": "ES", "quantity": 2**70}]})
+
+    def write(w: RecordingWriter) -> None:
+        w.ws(AT, msg=msg)
+        w.ws(AT, raw="not json {")
+        w.ws(AT, msg=[1, 2])
+        w.rest(RestRecord(AT, "positions", "positions", "DU1234", "/p", 200, 1.5, body=msg, for_seq=7))
+        w.rest(RestRecord(AT, "positions", "positions", "DU1234", "/p", 502, 2.0, raw="<html>", for_seq=8))
+        w.rest(RestRecord(AT, "positions", "positions", "DU1234", "/p", None, 2000.0, error="timeout"))
+
+    ws, raw, plain, ok, bad, err = roundtrip(tmp_path, write)
+    assert isinstance(ws, WsRecord)
+    assert ws.data is not None  # data-last: the body is kept as text
+    assert {**ws.msg, "data": ws.data.value()} == msg
+    assert ws.data.value()["positions"][0]["quantity"] == 2**70  # exact, not a float
+    assert (raw.raw, raw.msg) == ("not json {", None)
+    assert (plain.msg, plain.data) == ([1, 2], None)
+    assert isinstance(ok, RestRecord)
+    head = {k: v for k, v in msg.items() if k != "data"}
+    assert (ok.status, ok.for_seq, ok.body, ok.data and ok.data.value()) == (200, 7, head, msg["data"])
+    assert (bad.status, bad.raw, bad.for_seq) == (502, "<html>", 8)
+    assert (err.status, err.error, err.for_seq) == (None, "timeout", None)
+
+
+def test_data_last_lines_put_data_last_and_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    with RecordingWriter(path, {}) as w:
+        w.ws(AT, msg={"data": {"x": 1}, "type": "t", "seq": 1})
+    line = path.read_text().splitlines()[1]
+    assert line.startswith('{"at":"2026-11-24T14:00:00.000Z","src":"ws","data_last":1,')
+    assert line.endswith(',"data":{"x":1}}}')
+    assert json.loads(line)["msg"] == {"type": "t", "seq": 1, "data": {"x": 1}}  # still plain JSON
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"data": {"x": 1}},  # data is the only member
+        {"type": "t", "meta": {"q": 1, "data": 2}, "data": {"x": 1}},  # a nested "data" comes first
+        {"type": "t", "data": {"data": {"data": 1}}},
+        {"type": 'a,"data":b', "data": 5},  # the separator inside a string
+    ],
+)
+def test_awkward_envelopes_read_back_exactly(tmp_path: Path, msg: dict) -> None:  # type: ignore[type-arg]
+    (rec,) = roundtrip(tmp_path, lambda w: w.ws(AT, msg=msg))
+    body = rec.data.value() if rec.data is not None else rec.msg["data"]
+    rest = {k: v for k, v in rec.msg.items() if k != "data"}
+    assert {**rest, "data": body} == msg
+
+
+def test_a_hand_made_line_without_the_marker_is_parsed_whole(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"thorcut_recording": 1}\n' + json.dumps({"at": AT, "src": "ws", "msg": envelope("x", "k", 1, 3)})
+                    + "\n")  # fmt: skip
+    (rec,) = list(RecordingReader(path))
+    assert rec.data is None
+    assert rec.msg["data"] == 3
+
+
+def test_a_data_last_body_that_is_not_one_value_is_bad_input(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rec = steady(n=2)
+    bad = (
+        '{"at":"%s","src":"ws","data_last":1,"msg":{"type":"account_balance","key":"DU1234","seq":3,'
+        '"data":{"a":1},"x":2}}'
+    )  # claims data last, but "x" follows it
+    rec.lines.append(bad % AT)
+    rec.rest(1, "account_balance", "DU1234", 3, envelope("account_balance", "DU1234", 3, balance()))
+    result = run("check", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")))
+    assert result.exit_code == 2
+    assert "not one JSON value" in result.stderr
+
+
+def test_body_parses_once() -> None:
+    body = Body(b'{"a": [1, 2]}')
+    assert body.value() is body.value()
+
+
+def test_jsonfast_keeps_big_integers_exact_and_reports_errors() -> None:
+    assert loads("123456789012345678901234567890") == 123456789012345678901234567890
+    assert loads(b'{"a": 18446744073709551616}')["a"] == 2**64
+    assert loads(b'{"a": 1.5, "b": true}') == {"a": 1.5, "b": True}
+    assert loads("[1.0]")[0] == 1.0
+    assert isinstance(loads("[1]")[0], int)
+    with pytest.raises(ValueError, match="line 1 column 2"):
+        loads("{bad")
+
+
+def test_unwritable_recording_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="cannot write recording"):
+        RecordingWriter(tmp_path / "missing" / "r.jsonl", {})
