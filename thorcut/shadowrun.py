@@ -19,7 +19,7 @@ from typing import Any
 
 from thorcut.compare.shadow import FeatureReport, RestRequest, ShadowJudge
 from thorcut.compare.verdict import now_iso, parse_iso
-from thorcut.config import Settings, redact_url
+from thorcut.config import redact_url
 from thorcut.errors import BackendUnavailable
 from thorcut.recording import RecordingReader, RecordingWriter, RestRecord, WsRecord
 
@@ -51,6 +51,28 @@ class RunResult:
     rest_requests: int = 0
 
 
+class Span:
+    """The observation window: from the first to the last event time seen (ISO strings, as the
+    recording holds them), so a live run and the replay of its recording judge the same window."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def see(self, at: str) -> None:
+        # One ISO-8601 UTC format (``now_iso``), so text order is time order.
+        if self.first is None or at < self.first:
+            self.first = at
+        if self.last is None or at > self.last:
+            self.last = at
+
+    @property
+    def seconds(self) -> float:
+        start = parse_iso(self.first) if self.first else None
+        end = parse_iso(self.last) if self.last else None
+        return max(0.0, (end - start).total_seconds()) if start and end else 0.0
+
+
 def _at(ts: float) -> str:
     from datetime import UTC, datetime
 
@@ -74,6 +96,7 @@ async def run_live(
 
     writer = RecordingWriter(opts.record, manifest) if opts.record else None
     result = RunResult({}, 0.0, "live")
+    span = Span()
     sem = asyncio.Semaphore(opts.concurrency)
     tasks: set[asyncio.Task[None]] = set()
     connect_failures = 0
@@ -102,8 +125,10 @@ async def run_live(
                     error = f"http_error:{type(exc).__name__}"
             result.rest_requests += 1
             elapsed = round((time.perf_counter() - started) * 1000, 2)
+            at = now_iso()
+            span.see(at)
             if writer is not None:
-                writer.rest(RestRecord(now_iso(), req.feature, req.type, req.key, req.path, status, elapsed,
+                writer.rest(RestRecord(at, req.feature, req.type, req.key, req.path, status, elapsed,
                                        body=body, raw=raw, error=error, for_seq=req.seq))  # fmt: skip
             still_waiting = judge.rest_response(req, status=status, body=body, error=error)
             if not still_waiting:
@@ -133,6 +158,7 @@ async def run_live(
                 continue
             result.frames += 1
             at = _at(item.received)
+            span.see(at)
             if item.msg is None:
                 result.non_json += 1
                 judge.frame_not_json()
@@ -158,7 +184,6 @@ async def run_live(
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(consume(client), timeout=max(0.0, deadline - time.monotonic()))
-            window = time.monotonic() - started
             if tasks:  # let the last samples' requests finish (bounded)
                 await asyncio.wait(set(tasks), timeout=opts.rest_timeout * (BEHIND_RETRIES + 1) + 1)
             for t in list(tasks):
@@ -172,8 +197,8 @@ async def run_live(
             f"every REST request to {redact_url(opts.rest_base)} failed to connect; is the backend running? "
             "(set THORCUT_BACKEND_URL or --backend-url)"
         )
-    result.reports = judge.report(window)
-    result.window_s = window
+    result.reports = judge.report(span.seconds)
+    result.window_s = span.seconds
     return result
 
 
@@ -181,15 +206,10 @@ def replay(judge: ShadowJudge, path: Path) -> RunResult:
     """Judge a recording with no network. Raises RecordingError (exit 2) naming a bad line."""
     reader = RecordingReader(path)
     result = RunResult({}, 0.0, f"replay:{path.name}")
-    first_at: str | None = None
-    last_at: str | None = None
+    span = Span()
     features = judge.specs
     for rec in reader:
-        # Times are ISO-8601 UTC in one format (``now_iso``), so text order is time order.
-        if first_at is None or rec.at < first_at:
-            first_at = rec.at
-        if last_at is None or rec.at > last_at:
-            last_at = rec.at
+        span.see(rec.at)
         if isinstance(rec, WsRecord):
             result.frames += 1
             if rec.raw is not None:
@@ -203,15 +223,9 @@ def replay(judge: ShadowJudge, path: Path) -> RunResult:
             req = RestRequest(rec.feature, rec.type, rec.key, rec.for_seq, rec.url)
             error = rec.error if rec.error is not None else ("not_json" if rec.raw is not None else None)
             judge.rest_response(req, status=rec.status, body=rec.body, error=error, data=rec.data)
-    start, end = (parse_iso(first_at) if first_at else None), (parse_iso(last_at) if last_at else None)
-    window = (end - start).total_seconds() if start and end else 0.0
-    result.reports = judge.report(max(0.0, window))
-    result.window_s = max(0.0, window)
+    result.reports = judge.report(span.seconds)
+    result.window_s = span.seconds
     return result
-
-
-def describe_target(settings: Settings, ws_url: str) -> str:
-    return f"{redact_url(ws_url)} and {redact_url(settings.backend_url)}"
 
 
 def generalise(path: str) -> str:

@@ -149,6 +149,7 @@ def test_diff_records_and_the_replay_gives_the_same_verdict(cli, thor_env, tmp_p
         live = cli("diff", "--all", "--duration", "4", "--record", str(recording), "--json", "--no-store")
     replayed = cli("check", "--all", "--replay", str(recording), "--json")
     live_f, replay_f = judged(live), judged(replayed)
+    assert json.loads(replayed.stdout)["window_s"] == json.loads(live.stdout)["window_s"]  # the same window
     for name in DEFAULT_FEATURES:
         assert replay_f[name]["verdict"] == live_f[name]["verdict"], name
         assert replay_f[name]["counts"] == live_f[name]["counts"], name

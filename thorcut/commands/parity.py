@@ -25,9 +25,17 @@ from thorcut.output import err, out, print_json
 
 app = typer.Typer()
 
+#: seconds added to the longest minimum window for the default --duration: the verdict's window
+#: spans the first to the last event seen, which starts a little after the run does
+WINDOW_MARGIN = 5.0
+
 DurationOpt = Annotated[
     float | None,
-    typer.Option("--duration", min=0.1, help="Seconds to sample (default: the longest minimum window, 60 s)."),
+    typer.Option(
+        "--duration",
+        min=0.1,
+        help="Seconds to sample (default: the longest minimum window + 5 s, so 65 s).",
+    ),
 ]
 ReplayOpt = Annotated[
     Path | None, typer.Option("--replay", help="Judge this recording instead of live traffic (no network).")
@@ -67,8 +75,8 @@ def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | Non
     from thorcut.report import progress
     from thorcut.shadowrun import LiveOptions, run_live
 
-    if duration is None:
-        duration = max(s.thresholds.min_duration for s in judge.specs.values())
+    if duration is None:  # the window runs from the first to the last event: leave it room
+        duration = max(s.thresholds.min_duration for s in judge.specs.values()) + WINDOW_MARGIN
     opts = LiveOptions(
         ws_url=with_features(ws_url(settings, url), list(judge.specs)),
         rest_base=rest_base(settings),

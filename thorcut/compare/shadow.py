@@ -131,10 +131,10 @@ def judge(counts: dict[str, int], window_s: float, t: Thresholds) -> tuple[Verdi
     if paired < t.min_paired:
         pending.append(f"{paired} paired samples < {t.min_paired} needed")
     if window_s < t.min_duration:
-        pending.append(f"window {window_s:.0f} s < {t.min_duration:.0f} s needed")
+        pending.append(f"window {window_s:.1f} s < {t.min_duration:g} s needed")
     if pending:
         return Verdict.PENDING, tuple(pending)
-    return Verdict.PASS, (f"{paired} pairs over {window_s:.0f} s, all within thresholds",)
+    return Verdict.PASS, (f"{paired} pairs over {window_s:.1f} s, all within thresholds",)
 
 
 def fill_path(endpoint: Endpoint, key: str) -> str:
