@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo down test lint bench clean
+.PHONY: demo down test test-frontend lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("thorcut needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -27,7 +27,12 @@ lint: $(STAMP)
 # The backend's database tests run again on PostgreSQL (a throwaway database on this server).
 THOR_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres
 
-test: lint
+# The page's unit tests (Vitest). The Python suite's end-to-end tests (tests/e2e) build the page
+# themselves when frontend/dist is missing or stale, as `thorcut dev up` does.
+test-frontend:
+	cd frontend && npm ci --no-audit --no-fund && npm test
+
+test: lint test-frontend
 	$(BIN)/pytest
 	THOR_TEST_POSTGRES=$(THOR_TEST_POSTGRES) $(BIN)/pytest -q -p no:cacheprovider \
 		tests/backend/test_jobs.py tests/backend/test_rest.py tests/backend/test_stack.py
@@ -43,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tail_throughput.py --runs 5
 
 clean:
-	rm -rf $(VENV) .thorcut .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .thorcut .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

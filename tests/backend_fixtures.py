@@ -109,9 +109,9 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 def start_server(env: dict[str, str], log: Path, *, extra_env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> Server:  # fmt: skip
-    """Start uvicorn with the Thor ASGI app on a free port and wait for /api/health."""
-    port = free_port()
+                 args: list[str] | None = None, port: int | None = None) -> Server:  # fmt: skip
+    """Start uvicorn with the Thor ASGI app on ``port`` (default: a free one) and wait for /api/health."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", "127.0.0.1",
            "--port", str(port), "--ws", "websockets", "--lifespan", "off", *(args or [])]  # fmt: skip
     with log.open("wb") as out:

@@ -1,4 +1,5 @@
-"""The Thor backend part of ``thorcut dev up``: migrate, seed, demo user, job runner, ASGI workers.
+"""The Thor backend part of ``thorcut dev up``: the page build, migrate, seed, demo user, job runner,
+ASGI workers.
 
 The backend lives in ``backend/`` next to the ``thorcut`` package of a checkout. Everything runs
 as child processes in their own sessions (they outlive ``dev up``), logging to
@@ -16,9 +17,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thorcut import devfrontend
 from thorcut.errors import ThorcutError, Unreachable, UsageError
 
 DEMO_USER, DEMO_PASSWORD, DEMO_ACCOUNT = "demo", "demo-pass", "DU1234"
@@ -62,6 +65,17 @@ def _spawn(cmd: list[str], folder: Path, env: dict[str, str], log: Path) -> int:
     return proc.pid
 
 
+def _running(pid: int) -> bool:
+    """Whether a child we started still runs: ask its Popen, not /proc.
+
+    Read just after Popen returns, /proc/<pid>/cmdline can still lack the new program's arguments
+    (seen here as an intermittent "did not become healthy" with empty logs), so :func:`alive`
+    is only for pids read back from the state file.
+    """
+    child = _CHILDREN.get(pid)
+    return child.poll() is None if child is not None else alive(pid, "python")
+
+
 def _wait_healthy(url: str, pids: list[int], logs: list[Path], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,19 +85,26 @@ def _wait_healthy(url: str, pids: list[int], logs: list[Path], timeout: float = 
                     return
         except (urllib.error.URLError, OSError):
             pass
-        if not all(alive(p, "python") for p in pids):
+        if not all(_running(p) for p in pids):
             break
         time.sleep(0.2)
     tails = "\n".join(f"--- {log}\n{log.read_text(errors='replace')[-800:]}" for log in logs if log.exists())
     raise Unreachable(f"the backend did not become healthy at {url} within {timeout:.0f} s:\n{tails}")
 
 
-def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int, tick: float) -> dict[str, Any]:
-    """Start the backend against ``redis_url``; return its state (url, pids, demo credentials)."""
+def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int, tick: float,
+       frontend: bool = True, note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:  # fmt: skip
+    """Start the backend against ``redis_url``; return its state (url, pids, demo credentials).
+
+    With ``frontend`` it first builds the page if ``frontend/dist`` is stale (``note`` gets the
+    progress line), so the page is served at ``/``; a failed build raises before anything starts.
+    """
     folder = backend_dir()
     state_dir = state_dir.resolve()
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    page = devfrontend.frontend_dir()
+    built = devfrontend.ensure_built(page, logs / "frontend.log", note=note) if frontend else None
     metrics = state_dir / "metrics"
     shutil.rmtree(metrics, ignore_errors=True)  # prometheus multiprocess files are per run
     metrics.mkdir(parents=True)
@@ -94,6 +115,7 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
         "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{state_dir / 'thor.sqlite3'}",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         "THOR_TICK": str(tick),
+        "THOR_FRONTEND_DIST": str(page / "dist"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")])),
     }
     setup_log = logs / "setup.log"
@@ -118,8 +140,15 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     except ThorcutError:
         stop(processes)
         raise
-    return {"url": url, "ws_url": f"ws://127.0.0.1:{port}/ws/stream/", "processes": processes, "token": token,
-            "user": DEMO_USER, "password": DEMO_PASSWORD, "account": DEMO_ACCOUNT, "logs": str(logs)}  # fmt: skip
+    if not (page / "dist" / "index.html").is_file():
+        frontend_state = "not built: / answers 503"
+    elif built is None:
+        frontend_state = "prebuilt" if frontend else "not checked (--no-frontend)"
+    else:
+        frontend_state = "built" if built.build else "up to date"
+    return {"url": url, "page_url": f"{url}/", "frontend": frontend_state, "ws_url": f"ws://127.0.0.1:{port}/ws/stream/",
+            "processes": processes, "token": token, "user": DEMO_USER, "password": DEMO_PASSWORD,
+            "account": DEMO_ACCOUNT, "logs": str(logs)}  # fmt: skip
 
 
 def stop(processes: list[dict[str, Any]]) -> list[str]:

@@ -3,7 +3,8 @@
 THOR_SECRET_KEY, THOR_DEBUG, THOR_ALLOWED_HOSTS, DATABASE_URL (SQLite by default),
 THORCUT_REDIS_URL / THORCUT_PREFIX (flags), THOR_CHANNEL_REDIS_URL (channel layer; defaults to
 the flags Redis), THOR_CHANNEL_LAYER (pubsub|core), THOR_TICK (heartbeat seconds),
-THOR_SEED, THOR_FAULTS, THOR_WS_QUEUE (per-connection send buffer), THOR_WS_MAX_MESSAGE.
+THOR_SEED, THOR_FAULTS, THOR_WS_QUEUE (per-connection send buffer), THOR_WS_MAX_MESSAGE,
+THOR_FRONTEND_DIST (the built page served at ``/``; default ``<repo>/frontend/dist``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ THOR_SEED = int(env("THOR_SEED", "7"))
 THOR_FAULTS = env("THOR_FAULTS", "")
 THOR_WS_QUEUE = int(env("THOR_WS_QUEUE", "256"))
 THOR_WS_MAX_MESSAGE = int(env("THOR_WS_MAX_MESSAGE", "65536"))
+THOR_FRONTEND_DIST = env("THOR_FRONTEND_DIST", str(BASE_DIR.parent / "frontend" / "dist"))
 
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = [f"http://{h}" for h in ALLOWED_HOSTS] + [f"http://{h}:8000" for h in ALLOWED_HOSTS]

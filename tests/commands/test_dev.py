@@ -78,6 +78,13 @@ def test_dev_up_runs_the_whole_stack_and_down_stops_it(run, tmp_path: Path, redi
     try:
         assert backend["url"] == f"http://127.0.0.1:{port}"
         assert (state / "thor.sqlite3").exists()
+        # The page was built if it was stale, and is served at / by the same workers.
+        assert backend["page_url"] == f"http://127.0.0.1:{port}/"
+        assert backend["frontend"] in ("built", "up to date")
+        page = httpx.get(backend["page_url"], timeout=2)
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert '<div id="root">' in page.text
         headers = {"Authorization": f"Bearer {backend['token']}"}
         deadline = time.monotonic() + 10
         while True:  # the job runner produces the first ticks right after start

@@ -18,6 +18,10 @@ app = typer.Typer(help="Run the local demo stack.", no_args_is_help=True)
 StateDirOpt = typer.Option(Path(".thorcut"), "--state-dir", help="Where the demo keeps its data and state.")
 
 
+def _progress(line: str) -> None:
+    err().print(line, markup=False, soft_wrap=True)
+
+
 @app.command()
 def up(
     redis_url: RedisUrlOpt = None,
@@ -27,9 +31,10 @@ def up(
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the backend (page, REST, WebSocket)."),
     tick: float = typer.Option(1.0, "--tick", min=0.01, help="Heartbeat interval in seconds."),
     no_backend: bool = typer.Option(False, "--no-backend", help="Start Redis only."),
+    no_frontend: bool = typer.Option(False, "--no-frontend", help="Do not build the page (frontend/dist) first."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the demo stack: Redis, then the Thor backend (migrate, seed, jobs, ASGI workers).
+    """Start the demo stack: Redis, then the page build and the Thor backend (migrate, seed, jobs, workers).
 
     Example: thorcut dev up --workers 2
     """
@@ -42,7 +47,8 @@ def up(
         if not devstack.port_free(port):
             raise UsageError(f"port {port} is in use; choose another with --port")
         try:
-            state["backend"] = devbackend.up(state_dir, url, settings.prefix, port=port, workers=workers, tick=tick)
+            state["backend"] = devbackend.up(state_dir, url, settings.prefix, port=port, workers=workers, tick=tick,
+                                             frontend=not no_frontend, note=_progress)  # fmt: skip
         except ThorcutError:
             if state.get("embedded"):
                 devstack.down(state_dir)
@@ -62,6 +68,7 @@ def up(
     if isinstance(backend, dict):
         console.print(
             f"Thor backend at {backend['url']} (WebSocket {backend['ws_url']}); logs in {backend['logs']}\n"
+            f"  the page:   {backend['page_url']} ({backend['frontend']})\n"
             f"  demo login: {backend['user']} / {backend['password']} (account {backend['account']})\n"
             f"  API token:  {backend['token']}",
             markup=False,
@@ -76,6 +83,8 @@ def up(
         )
     console.print("\nNext, try:")
     if isinstance(backend, dict):
+        console.print(f"  open {backend['page_url']} and log in as {backend['user']} / {backend['password']}"
+                      " (each panel's badge shows REST or WebSocket as you go)", markup=False)  # fmt: skip
         console.print(f"  export THORCUT_BACKEND_URL={backend['url']} THORCUT_TOKEN={backend['token']}",
                       markup=False)  # fmt: skip
         console.print(f"  curl -H 'Authorization: Bearer {backend['token']}' {backend['url']}/api/account/positions",
@@ -85,9 +94,9 @@ def up(
         f"{env}thorcut shadow positions --reason 'start parity'",
         f"{env}thorcut tail --feature positions --count 5",
         f"{env}thorcut enable positions        # refused (exit 3): no PASS verdict yet",
-        f"{env}thorcut diff positions --duration 60   # judge the shadow; a PASS opens the gate",
+        f"{env}thorcut diff positions        # 65 s of shadow traffic judged; a PASS opens the gate",
         f"{env}thorcut enable positions --reason 'parity PASS'",
-        f"{env}thorcut check --all --duration 60 --junit parity.xml",
+        f"{env}thorcut check --all --junit parity.xml",
         f"{env}thorcut rollback --all --reason demo",
         f"{env}thorcut history --verify",
         "thorcut dev down",

@@ -1,0 +1,19 @@
+import { render, screen } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+
+import type { DataSource, Stage } from "../types";
+import { SourceBadge } from "./SourceBadge";
+
+describe("SourceBadge", () => {
+  const cases: Array<[DataSource, Stage, string]> = [
+    ["websocket", "live", "WebSocket"],
+    ["websocket", "complete", "WebSocket"],
+    ["rest", "shadow", "REST (shadow)"],
+    ["rest", "live", "REST"],
+    ["rest", "off", "REST"],
+  ];
+  it.each(cases)("source %s at stage %s reads %s", (source, stage, text) => {
+    render(<SourceBadge source={source} stage={stage} />);
+    expect(screen.getByTestId("source-badge").textContent).toBe(text);
+  });
+});

@@ -1,0 +1,58 @@
+/**
+ * Feature-aware data hooks: each view asks for its feature and gets WebSocket data when the
+ * feature's source for this client is `websocket`, REST polling otherwise (src/services/live.ts).
+ */
+
+import { useEffect, useMemo, useSyncExternalStore } from "react";
+
+import type { FeatureView } from "../services/live";
+import { sourceOf } from "../services/websocket-cutover";
+import { interestKey } from "../types";
+import type { DataSource, Feature, FeatureFlag, FeatureParams, FlagMap, Stage } from "../types";
+import { useLiveRuntime } from "./useWebSocket";
+
+/** Where this client renders `feature` from, given the flags (`complete` is always WebSocket). */
+export function getDataSource(feature: Feature, flags: FlagMap): DataSource {
+  return sourceOf(flags[feature]);
+}
+
+export type BadgeText = "WebSocket" | "REST (shadow)" | "REST";
+
+/** The source badge: `WebSocket`, `REST (shadow)` (REST while WebSocket is shadowed) or `REST`. */
+export function badgeText(source: DataSource, stage: Stage): BadgeText {
+  if (source === "websocket") return "WebSocket";
+  return stage === "shadow" ? "REST (shadow)" : "REST";
+}
+
+/** Every feature's flag; re-renders when any flag changes. */
+export function useCutoverFlags(): FlagMap {
+  const runtime = useLiveRuntime();
+  return useSyncExternalStore(
+    (listener) => runtime.cutover.subscribe(listener),
+    () => runtime.cutover.snapshot(),
+  );
+}
+
+export function useFeatureFlag(feature: Feature): FeatureFlag {
+  return useCutoverFlags()[feature];
+}
+
+/** Whether this client renders `feature` from WebSocket. */
+export function useWebSocketEnabled(feature: Feature): boolean {
+  return getDataSource(feature, useCutoverFlags()) === "websocket";
+}
+
+/**
+ * The data of one feature's view (`params`: account for balance/positions, symbol for intraday),
+ * with its flag, source, newest `seq`, update time and error. Registers the view with the
+ * runtime while mounted, which polls REST or listens to WebSocket by the feature's source.
+ */
+export function useFeatureData(feature: Feature, params: FeatureParams = {}): FeatureView {
+  const runtime = useLiveRuntime();
+  const key = interestKey(feature, params);
+  // `params` is usually a fresh object each render: depend on its key, not its identity.
+  const stable = useMemo(() => ({ ...params }), [key]);
+  useEffect(() => runtime.register(feature, stable), [runtime, feature, stable]);
+  const revision = useSyncExternalStore(runtime.subscribe, runtime.getRevision);
+  return useMemo(() => runtime.view(feature, stable), [runtime, feature, stable, revision]);
+}

@@ -1,0 +1,231 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { BALANCE, POSITIONS, backendRoutes, envelope, fakeRuntime, flag, flagsMessage } from "../test/fakes";
+import { WS_LOG_KEY } from "./log";
+
+const flush = () => vi.advanceTimersByTimeAsync(0);
+
+function setup(extra: Parameters<typeof fakeRuntime>[1] = {}) {
+  const seqs = { balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 };
+  const { runtime, http, ws } = fakeRuntime(backendRoutes(seqs), extra);
+  return { runtime, http, ws, seqs };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("LiveRuntime start", () => {
+  it("reads the flags with ?client= and opens the stream for this client and all features", async () => {
+    const { runtime, http, ws } = setup();
+    runtime.start();
+    await flush();
+    expect(http.calls[0]?.url).toBe("/api/cutover/flags?client=test-client");
+    expect(ws.last().url).toBe(
+      "ws://thor.test/ws/stream/?client=test-client&features=account_balance,positions,intraday,global_market",
+    );
+    runtime.stop();
+  });
+
+  it("applies the REST flags, and a later lower version never overrides a pushed higher one", async () => {
+    let answer: (value: { body: unknown }) => void = () => {};
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    routes["/api/cutover/flags"] = () => new Promise((resolve) => (answer = resolve));
+    const { runtime, ws } = fakeRuntime(routes);
+    runtime.start();
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("live", 7) }));
+    answer({ body: { client: "test-client", features: { positions: flag("shadow", 6) } } });
+    await flush();
+    expect(runtime.cutover.get("positions")).toMatchObject({ stage: "live", version: 7, source: "websocket" });
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime REST polling by source", () => {
+  it("polls REST while the feature is on REST, stops when it goes live, resumes on rollback", async () => {
+    const { runtime, http, ws } = setup();
+    runtime.start();
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    expect(http.count("/api/account/balance")).toBe(1);
+    await vi.advanceTimersByTimeAsync(4000);
+    expect(http.count("/api/account/balance")).toBe(3);
+
+    ws.last().open();
+    ws.last().receive(flagsMessage({ account_balance: flag("live", 2) }));
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(http.count("/api/account/balance")).toBe(3);
+    expect(runtime.view("account_balance", { account: "DU1234" }).polling).toBe(false);
+
+    ws.last().receive(flagsMessage({ account_balance: flag("shadow", 3) }));
+    await flush();
+    expect(http.count("/api/account/balance")).toBe(4); // at once, not after an interval
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(http.count("/api/account/balance")).toBe(5);
+    runtime.stop();
+  });
+
+  it("renders pushed data only when the feature's source is WebSocket (shadow messages are logged)", async () => {
+    const debug = vi.spyOn(console, "debug").mockImplementation(() => {});
+    const { runtime, ws } = setup();
+    runtime.start();
+    runtime.register("positions", { account: "DU1234" });
+    await flush();
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("shadow", 1) }));
+    ws.last().receive(envelope("positions", "DU1234", 50, POSITIONS));
+    let view = runtime.view("positions", { account: "DU1234" });
+    expect(view.seq).toBe(1); // still the REST answer
+    expect(view.entries[0]?.via).toBe("rest");
+    expect(debug).toHaveBeenCalledWith("[WS]", "shadow", "positions", "DU1234", "seq", 50);
+
+    ws.last().receive(flagsMessage({ positions: flag("live", 2) }));
+    ws.last().receive(envelope("positions", "DU1234", 51, POSITIONS));
+    view = runtime.view("positions", { account: "DU1234" });
+    expect(view.seq).toBe(51);
+    expect(view.entries[0]?.via).toBe("websocket");
+    runtime.stop();
+  });
+
+  it("is silent when localStorage thor.wsLog is off", async () => {
+    localStorage.setItem(WS_LOG_KEY, "off");
+    const debug = vi.spyOn(console, "debug").mockImplementation(() => {});
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const { runtime, ws } = setup();
+    runtime.start();
+    ws.last().open();
+    ws.last().receive(envelope("positions", "DU1234", 50, POSITIONS));
+    expect(debug).not.toHaveBeenCalled();
+    expect(log).not.toHaveBeenCalled();
+    runtime.stop();
+  });
+
+  it("never steps back: an older REST answer does not replace newer pushed data", async () => {
+    const { runtime, ws, seqs } = setup();
+    runtime.start();
+    ws.last().open();
+    ws.last().receive(flagsMessage({ account_balance: flag("live", 2) }));
+    runtime.register("account_balance", { account: "DU1234" });
+    ws.last().receive(envelope("account_balance", "DU1234", 40, { ...BALANCE, equity: 2 }));
+    seqs.balance = 39; // the initial read answers late, from an older state
+    await flush();
+    const view = runtime.view("account_balance", { account: "DU1234" });
+    expect(view.seq).toBe(40);
+    expect((view.entries[0]?.envelope.data as typeof BALANCE).equity).toBe(2);
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime refetch", () => {
+  async function liveOnPositions() {
+    const ctx = setup();
+    ctx.runtime.start();
+    ctx.ws.last().open();
+    ctx.ws.last().receive(flagsMessage({ positions: flag("live", 2), account_balance: flag("live", 2) }));
+    ctx.runtime.register("positions", { account: "DU1234" });
+    ctx.runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    return ctx;
+  }
+
+  it("refetches a feature over REST when its seq has a gap", async () => {
+    const { runtime, http, ws, seqs } = await liveOnPositions();
+    expect(http.count("/api/account/positions")).toBe(1); // the initial read, no timer
+    ws.last().receive(envelope("positions", "DU1234", 5, POSITIONS));
+    ws.last().receive(envelope("positions", "DU1234", 6, POSITIONS));
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(http.count("/api/account/positions")).toBe(1);
+
+    seqs.positions = 9;
+    ws.last().receive(envelope("positions", "DU1234", 8, POSITIONS)); // 7 was missed
+    await flush();
+    expect(http.count("/api/account/positions")).toBe(2);
+    expect(http.count("/api/account/balance")).toBe(1); // only the feature with the gap
+    expect(runtime.view("positions", { account: "DU1234" }).seq).toBe(9);
+    runtime.stop();
+  });
+
+  it("refetches the features rendered from WebSocket after a reconnect", async () => {
+    const { runtime, http, ws } = await liveOnPositions();
+    runtime.register("global_market", {}); // on REST: polled anyway, not refetched
+    await flush();
+    const markets = http.count("/api/markets/status");
+    ws.last().drop(1006);
+    expect(runtime.manager.getState()).toBe("disconnected");
+    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
+    ws.last().open();
+    await flush();
+    expect(http.count("/api/account/positions")).toBe(2);
+    expect(http.count("/api/account/balance")).toBe(2);
+    expect(http.count("/api/markets/status")).toBe(markets);
+    runtime.stop();
+  });
+
+  it("idle() waits for the requests in flight (logout waits before ending the session)", async () => {
+    let answer: (value: { body: unknown }) => void = () => {};
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    routes["/api/markets/status"] = () => new Promise((resolve) => (answer = resolve));
+    const { runtime } = fakeRuntime(routes);
+    runtime.start();
+    runtime.register("global_market", {});
+    let idle = false;
+    void runtime.idle().then(() => (idle = true));
+    await flush();
+    expect(idle).toBe(false);
+    answer({ body: { markets: [] } });
+    await flush();
+    expect(idle).toBe(true);
+    runtime.stop();
+  });
+
+  it("folds overlapping requests for one view into one", async () => {
+    const { runtime, http } = setup();
+    runtime.start();
+    void runtime.fetch("intraday", { symbol: "ES" });
+    void runtime.fetch("intraday", { symbol: "ES" });
+    await flush();
+    expect(http.count("/api/intraday/ES/bar")).toBe(1);
+    expect(http.count("/api/intraday/ES/vwap")).toBe(1);
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime session", () => {
+  it("ends the session on a REST 401 and closes the stream", async () => {
+    const onUnauthorized = vi.fn();
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    routes["/api/account/balance"] = () => ({ status: 401, body: { error: "authentication required" } });
+    const { runtime, ws } = fakeRuntime(routes, { onUnauthorized });
+    runtime.start();
+    ws.last().open();
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    expect(onUnauthorized).toHaveBeenCalledTimes(1);
+    expect(ws.last().closedWith?.code).toBe(1000);
+  });
+
+  it("ends the session when the stream closes with 4401", () => {
+    const onUnauthorized = vi.fn();
+    const { runtime, ws } = setup({ onUnauthorized });
+    runtime.start();
+    ws.last().open();
+    ws.last().drop(4401, "authentication required");
+    expect(onUnauthorized).toHaveBeenCalledTimes(1);
+  });
+
+  it("shows a missing state (404) as 'No data yet' instead of failing", async () => {
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    routes["/api/account/balance"] = () => ({ status: 404, body: { error: "no data yet" } });
+    const { runtime } = fakeRuntime(routes);
+    runtime.start();
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    expect(runtime.view("account_balance", { account: "DU1234" }).error).toBe("No data yet");
+    runtime.stop();
+  });
+});
