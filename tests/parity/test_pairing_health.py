@@ -108,12 +108,15 @@ def test_health_is_per_key_and_totals_sum() -> None:
     assert h.totals(("other",)).messages == 0
 
 
-def test_first_message_after_reconnect_is_not_a_gap_but_a_repeat_is_a_duplicate() -> None:
+def test_after_a_reconnect_neither_a_jump_nor_a_resent_state_counts() -> None:
     h = StreamHealth()
-    observe(h, [1, 2])
+    observe(h, [1, 2, 3])
     h.reset_baseline()
-    assert observe(h, [9, 2]) == [Event.FIRST, Event.DUPLICATE]
-    assert h.counters("t", "k").gaps == 0
+    assert observe(h, [9, 10, 10]) == [Event.FIRST, Event.NEXT, Event.DUPLICATE]
+    h.reset_baseline()
+    assert observe(h, [10, 11]) == [Event.FIRST, Event.NEXT]  # the server sent its current state again
+    c = h.counters("t", "k")
+    assert (c.gaps, c.duplicates) == (0, 1)
 
 
 def test_freshness_lag_from_ts_to_received() -> None:

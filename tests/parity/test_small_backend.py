@@ -33,6 +33,7 @@ class Backend:
     rest_status: int = 200
     sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(default_factory=threading.Condition)  # notified on each new seq
 
     def body(self, seq: int) -> dict[str, Any]:
         data: dict[str, Any] = {"account": "DU1234", "positions": [{"symbol": "ES", "quantity": seq % 7}]}
@@ -48,22 +49,36 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
         with contextlib.suppress(ConnectionClosed):  # the client leaving ends the handler
             send_until_stopped(ws)
 
-    def send_until_stopped(ws: ServerConnection) -> None:
-        while not stop.is_set():
-            with state.lock:
+    def tick() -> None:
+        """One state for all: seq moves every 50 ms whoever is connected (a stream per connection
+        would bump it too, and a client would see the other's versions as gaps)."""
+        while not stop.wait(0.05):
+            with state.changed:
                 state.seq += 1
-                state.sent += 1
-                msg = state.body(state.seq)
-                drop = state.close_after is not None and state.sent == state.close_after
-            ws.send(json.dumps(msg))
-            if state.garbage:
-                ws.send("<<not json>>")
-                ws.send(b"\x00\x01binary")
-            if drop:
-                state.close_after = None
-                ws.close(1012, "restart")
-                return
-            stop.wait(0.05)
+                state.changed.notify_all()
+
+    def send_until_stopped(ws: ServerConnection) -> None:
+        """Send every version from the one current at connect time on, none skipped (a slow
+        thread catches up), so the stream itself never has a gap."""
+        with state.lock:
+            last = state.seq - 1
+        while not stop.is_set():
+            with state.changed:
+                state.changed.wait_for(lambda seen=last: state.seq > seen or stop.is_set(), timeout=0.5)
+                current = state.seq
+            for seq in range(last + 1, current + 1):
+                with state.lock:
+                    state.sent += 1
+                    drop = state.close_after is not None and state.sent == state.close_after
+                ws.send(json.dumps(state.body(seq)))
+                if state.garbage:
+                    ws.send("<<not json>>")
+                    ws.send(b"\x00\x01binary")
+                if drop:
+                    state.close_after = None
+                    ws.close(1012, "restart")
+                    return
+            last = current
 
     class Rest(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -83,6 +98,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
 
     http = ThreadingHTTPServer(("127.0.0.1", 0), Rest)
     threading.Thread(target=http.serve_forever, daemon=True).start()
+    threading.Thread(target=tick, daemon=True).start()
     with serve(stream, "127.0.0.1", 0) as ws_server:
         threading.Thread(target=ws_server.serve_forever, daemon=True).start()
         ws_port = ws_server.socket.getsockname()[1]

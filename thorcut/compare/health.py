@@ -9,7 +9,8 @@ message of a stream should carry ``last + 1``. Anything else is classified and c
 
 The first message of a stream sets ``last`` and is never a gap, and neither is the first message
 after a reconnect (call :meth:`StreamHealth.reset_baseline`): what was sent while disconnected is
-not a loss of the stream but of the connection, and the caller says so itself.
+not a loss of the stream but of the connection, and the caller says so itself. For the same reason
+a version seen before the reconnect and sent again after it is not a duplicate.
 """
 
 from __future__ import annotations
@@ -146,9 +147,13 @@ class StreamHealth:
         return event, skipped
 
     def reset_baseline(self) -> None:
-        """After a reconnect: the next message of each stream starts afresh (no gap counted)."""
+        """After a reconnect: each stream starts afresh. Versions sent while disconnected are not a
+        gap, and a version seen before the drop is not a duplicate (servers commonly send the
+        current state again to a new connection)."""
         for s in self.streams.values():
             s.last = None
+            s.seen.clear()
+            s.recent.clear()
 
     def counters(self, type_: str, key: str) -> Counters:
         s = self.streams.get((type_, key))
