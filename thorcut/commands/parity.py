@@ -52,6 +52,9 @@ HeaderOpt = Annotated[
     list[str] | None,
     typer.Option("--header", "-H", help="Extra 'Name: value' header for WebSocket and REST (repeatable)."),
 ]
+SamplesOpt = Annotated[
+    int | None, typer.Option("--samples", min=1, help="Paired samples needed for PASS (default 50).")
+]
 NoStoreOpt = Annotated[
     bool, typer.Option("--no-store", help="Do not write the verdicts to Redis (live runs write them by default).")
 ]
@@ -160,9 +163,7 @@ def diff(
     feature: Annotated[str | None, typer.Argument(help="The feature to compare.", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Compare every feature.")] = False,
     duration: DurationOpt = None,
-    samples: Annotated[
-        int | None, typer.Option("--samples", min=1, help="Paired samples needed for PASS (default 50).")
-    ] = None,
+    samples: SamplesOpt = None,
     record: Annotated[Path | None, typer.Option("--record", help="Write what was seen to this recording.")] = None,
     replay: ReplayOpt = None,
     learn_noise: Annotated[
@@ -201,9 +202,7 @@ def check(
     all_: Annotated[bool, typer.Option("--all", help="Judge every feature.")] = False,
     duration: DurationOpt = None,
     replay: ReplayOpt = None,
-    samples: Annotated[
-        int | None, typer.Option("--samples", min=1, help="Paired samples needed for PASS (default 50).")
-    ] = None,
+    samples: SamplesOpt = None,
     url: UrlOpt = None,
     backend_url: BackendOpt = None,
     header: HeaderOpt = None,

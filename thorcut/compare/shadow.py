@@ -230,10 +230,6 @@ class ShadowJudge:
                          data if data is not None and loc == "data" else path_get(body, loc))  # fmt: skip
         return req.seq is not None and self.pairer.waiting(req.type, req.key, req.seq)
 
-    def give_up(self, req: RestRequest) -> None:
-        if req.seq is not None:
-            self.pairer.give_up(req.type, req.key, req.seq)
-
     # -- outcomes ------------------------------------------------------------------------------
 
     def _paired(self, pair: Pair) -> None:
