@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,backend]'
 	touch $(STAMP)
 
+# `make demo PORT=8100` serves the backend on another port (default 8000, or THORCUT_DEV_PORT).
 demo: $(STAMP)
-	$(BIN)/thorcut dev up
+	$(BIN)/thorcut dev up $(if $(PORT),--port $(PORT))
 
 down: $(STAMP)
 	$(BIN)/thorcut dev down

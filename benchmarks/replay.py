@@ -7,8 +7,11 @@ imports, parsing every line, pairing, health, comparing, the report). DeepDiff
 (``ignore_order=True``, which is what keyed lists need) compares the same bodies, already parsed
 (its side pays no parsing and no start-up, so the ratio is conservative). Runs for equal pairs and
 for pairs with one difference each, and for 1,000-row payloads. Recordings are written the way
-``thorcut diff --record`` writes them (the data-last layout, thorcut/recording.py); one more run
-uses the plain layout of a hand-made file, which takes the parse-everything path.
+``thorcut diff --record`` writes them (the data-last layout, thorcut/recording.py); two more runs
+use the plain layout of a file another tool wrote (docs/contracts.md, "Recordings"): only the required
+fields (REST lines without ``type``/``key``/``for_seq``, derived from the body), ``json.dumps``
+default separators, no markers; once with the REST body's keys in the WebSocket body's order, once
+in reverse order (so no two bodies have the same text).
 
 Part 2, scale: a recording of 1,000,000 small pairs (account_balance) replayed by
 ``thorcut check``; wall time and the child's peak RSS (``ru_maxrss``), next to a 100,000-pair
@@ -66,12 +69,23 @@ def env(type_: str, seq: int, data: Any, t: float) -> dict[str, Any]:
     return {"type": type_, "feature": feature, "key": "DU1234", "seq": seq, "ts": iso(t), "data": data}
 
 
+def reordered(value: Any) -> Any:
+    """``value`` with every object's keys in reverse order (the same JSON value)."""
+    if isinstance(value, dict):
+        return {k: reordered(value[k]) for k in reversed(value)}
+    if isinstance(value, list):
+        return [reordered(v) for v in value]
+    return value
+
+
 def write_recording(path: Path, type_: str, pairs: list[tuple[Any, Any]] | None, n: int, body: Any = None,
                     layout: str = "thorcut") -> None:  # fmt: skip
     """Write n pairs: from ``pairs`` (ws, rest) cycled, or from ``body(i)`` equal on both sides.
 
     ``layout="thorcut"`` writes through :class:`RecordingWriter`, as `diff --record` does (the
-    data-last layout); ``"plain"`` writes each record with ``json.dumps``, as a hand-made file.
+    data-last layout); ``"plain"`` writes each record with ``json.dumps`` and only the fields
+    docs/contracts.md requires, as another tool would; ``"plain-reordered"`` also reverses the key order of
+    every REST body.
     """
     from thorcut.recording import RecordingWriter, RestRecord
 
@@ -95,22 +109,25 @@ def write_recording(path: Path, type_: str, pairs: list[tuple[Any, Any]] | None,
                                        body=env(type_, seq, rest, t), for_seq=seq))  # fmt: skip
                 continue
             f.write(dumps({"at": iso(t), "src": "ws", "msg": env(type_, seq, ws, t)}) + "\n")
-            f.write(dumps({"at": iso(t + 0.002), "src": "rest", "feature": feature, "type": type_, "key": "DU1234",
-                           "for_seq": seq, "url": url, "status": 200, "elapsed_ms": 1.2,
-                           "body": env(type_, seq, rest, t)}) + "\n")  # fmt: skip
+            rest_body = env(type_, seq, rest, t)
+            if layout == "plain-reordered":
+                rest_body = reordered(rest_body)
+            f.write(dumps({"at": iso(t + 0.002), "src": "rest", "feature": feature, "url": url, "status": 200,
+                           "elapsed_ms": 1.2, "body": rest_body}) + "\n")  # fmt: skip
     if writer is not None:
         writer.close()
 
 
 _MEASURE = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-    "sys.stderr.write(f'\\nmaxrss_kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n'); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "sys.stderr.write(f'\\nmaxrss_kib={u.ru_maxrss} cpu_s={u.ru_utime + u.ru_stime}\\n'); "
     "sys.exit(r.returncode)"
 )
 
 
-def run_check(path: Path, feature: str) -> tuple[float, int, dict[str, Any]]:
-    """Return (seconds, peak RSS KiB, the JSON report) of one `thorcut check --replay` process.
+def run_check(path: Path, feature: str) -> tuple[float, int, dict[str, Any], float]:
+    """Return (seconds, peak RSS KiB, the JSON report, CPU seconds) of one `thorcut check --replay` process.
 
     A small wrapper process runs it, so the peak RSS is that one child's, not the largest so far.
     """
@@ -122,7 +139,8 @@ def run_check(path: Path, feature: str) -> tuple[float, int, dict[str, Any]]:
     if proc.returncode not in (0, 1, 5):
         raise SystemExit(f"check failed ({proc.returncode}): {proc.stderr[-2000:]}")
     peak = int(proc.stderr.rsplit("maxrss_kib=", 1)[1].split()[0])
-    return elapsed, peak, json.loads(proc.stdout)
+    cpu = float(proc.stderr.rsplit("cpu_s=", 1)[1].split()[0])
+    return elapsed, peak, json.loads(proc.stdout), cpu
 
 
 def deepdiff_rate(pairs: list[tuple[Any, Any]], seconds: float = 3.0) -> float:
@@ -136,7 +154,7 @@ def deepdiff_rate(pairs: list[tuple[Any, Any]], seconds: float = 3.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def part1(n: int, folder: Path) -> list[dict[str, Any]]:
+def part1(n: int, folder: Path, *, only_plain: bool = False) -> list[dict[str, Any]]:
     rows = []
     scenarios = []
     equal50 = [(positions_body(50, i), positions_body(50, i)) for i in range(20)]
@@ -154,14 +172,17 @@ def part1(n: int, folder: Path) -> list[dict[str, Any]]:
     scenarios = [("50 rows, equal", equal50, n, "thorcut"), ("50 rows, one difference", one_diff50, n, "thorcut"),
                  ("1,000 rows, equal", equal1000, max(200, n // 20), "thorcut"),
                  ("1,000 rows, one difference", one_diff1000, max(200, n // 20), "thorcut"),
-                 ("50 rows, equal, plain layout", equal50, n, "plain")]  # fmt: skip
+                 ("50 rows, equal, plain layout", equal50, n, "plain"),
+                 ("50 rows, equal, plain layout, REST keys reordered", equal50, n, "plain-reordered")]  # fmt: skip
+    if only_plain:
+        scenarios = [s for s in scenarios if s[3] != "thorcut"]
     size = len(json.dumps(equal50[0][0]))
     print(f"50-row body: {size:,} bytes of JSON; 1,000-row body: {len(json.dumps(equal1000[0][0])):,} bytes")
     for name, pairs, count, layout in scenarios:
         path = folder / "pairs.jsonl"
         path.unlink(missing_ok=True)
         write_recording(path, "positions", pairs, count, layout=layout)
-        seconds, _, report = run_check(path, "positions")
+        seconds, peak_kib, report, cpu = run_check(path, "positions")
         counts = report["features"]["positions"]["counts"]
         assert counts["paired"] == count, counts
         expect_mismatch = "difference" in name
@@ -169,8 +190,10 @@ def part1(n: int, folder: Path) -> list[dict[str, Any]]:
         thorcut_rate = count / seconds
         dd = deepdiff_rate(pairs)
         rows.append({"scenario": name, "layout": layout, "pairs": count, "thorcut_check_s": round(seconds, 3),
-                     "thorcut_pairs_per_s": round(thorcut_rate), "deepdiff_pairs_per_s": round(dd, 1),
-                     "ratio": round(thorcut_rate / dd, 1)})  # fmt: skip
+                     "cpu_s": round(cpu, 3), "us_per_pair": round(seconds / count * 1e6, 1),
+                     "cpu_us_per_pair": round(cpu / count * 1e6, 1), "thorcut_pairs_per_s": round(thorcut_rate),
+                     "deepdiff_ms_per_pair": round(1000 / dd, 2), "ratio": round(thorcut_rate / dd, 1),
+                     "ratio_cpu": round(count / cpu / dd, 1), "peak_rss_mib": round(peak_kib / 1024, 1)})  # fmt: skip
     return rows
 
 
@@ -181,7 +204,7 @@ def part2(big: int, folder: Path) -> list[dict[str, Any]]:
         t = time.perf_counter()
         write_recording(path, "account_balance", None, n, balance_body)  # the layout `diff --record` writes
         written = time.perf_counter() - t
-        seconds, peak_kib, report = run_check(path, "account_balance")
+        seconds, peak_kib, report, _ = run_check(path, "account_balance")
         counts = report["features"]["account_balance"]["counts"]
         assert counts["paired"] == counts["matched"] == n, counts
         rows.append({"pairs": n, "file_mb": round(path.stat().st_size / 1e6), "write_s": round(written, 1),
@@ -196,13 +219,14 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=5000, help="pairs per 50-row scenario (5000)")
     parser.add_argument("--big", type=int, default=1_000_000, help="pairs in the scale replay (1,000,000)")
     parser.add_argument("--skip-big", action="store_true", help="skip part 2")
+    parser.add_argument("--only-plain", action="store_true", help="part 1: only the plain-layout scenarios")
     args = parser.parse_args()
     info = machine_info()
     print_machine(info)
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory(prefix="thorcut-replay-") as tmp:
         folder = Path(tmp)
-        p1 = part1(args.pairs, folder)
+        p1 = part1(args.pairs, folder, only_plain=args.only_plain)
         cols = list(p1[0])
         print("\nthorcut check --replay (whole process) vs DeepDiff(ignore_order=True) on the same pairs")
         print(table(cols, [[r[c] for c in cols] for r in p1]))

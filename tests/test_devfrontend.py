@@ -122,6 +122,7 @@ def test_ensure_built_installs_then_builds_logging_npm_output(checkout: Path, tm
     assert decided == Plan(True, True, "dist/index.html is missing")
     assert (tmp_path / "calls").read_text().splitlines() == ["npm ci --no-audit --no-fund", "npm run build"]
     assert "output of npm run build" in log.read_text()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600  # readable by the user alone, as dev up's other logs
     assert notes == [f"Building the page (dist/index.html is missing): npm ci then npm run build; log in {log}"]
     assert plan(scan(checkout)).build is False
     # Built: the next call runs nothing.

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from thorcut.config import Settings
+from thorcut.config import Settings, check_url
 from thorcut.errors import UsageError
 
 WS_PATH = "/ws/stream/"
 
 
 def ws_url(settings: Settings, override: str | None = None) -> str:
-    """Return the WebSocket URL to connect to; raise :class:`UsageError` for a non-ws(s) URL."""
-    url = override or settings.ws_url
-    if not url:
-        parts = urlsplit(settings.backend_url)
-        if parts.scheme not in ("http", "https"):
-            raise UsageError(f"backend URL must start with http:// or https://, not {parts.scheme or '(none)'}://")
-        url = urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, WS_PATH, "", ""))
-    scheme = urlsplit(url).scheme
-    if scheme not in ("ws", "wss"):
-        raise UsageError(f"WebSocket URL must start with ws:// or wss://, not {scheme or '(none)'}://")
-    return url
+    """Return the WebSocket URL to connect to.
+
+    Raises :class:`~thorcut.errors.ConfigError` (a UsageError, exit 2) for a URL that does not
+    parse (``ws://[``), is not ws(s)://, or names no host — whichever setting it came from.
+    """
+    if override is not None:
+        return check_url(override, "--url", ("ws", "wss"), "WebSocket URL")
+    settings.require("ws_url")
+    if settings.ws_url:
+        return check_url(settings.ws_url, "THORCUT_WS_URL / ws_url", ("ws", "wss"), "WebSocket URL")
+    settings.require("backend_url")
+    parts = urlsplit(check_url(settings.backend_url, "the backend URL", ("http", "https"), "backend URL"))
+    return urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, WS_PATH, "", ""))
 
 
 def with_features(url: str, features: list[str]) -> str:
@@ -44,10 +46,11 @@ def with_features(url: str, features: list[str]) -> str:
 
 
 def rest_base(settings: Settings) -> str:
-    """Return the backend's REST base URL (no trailing slash); raise UsageError if not http(s)."""
-    parts = urlsplit(settings.backend_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"backend URL must be http(s)://host[:port], not {settings.backend_url!r}")
+    """Return the backend's REST base URL (no trailing slash); raise ConfigError (exit 2) if it does
+    not parse, is not http(s):// or names no host."""
+    settings.require("backend_url")
+    check_url(settings.backend_url, "the backend URL (--backend-url / THORCUT_BACKEND_URL)", ("http", "https"),
+              "backend URL")  # fmt: skip
     return settings.backend_url.rstrip("/")
 
 
@@ -65,6 +68,7 @@ def parse_headers(raw: list[str] | None) -> dict[str, str]:
 
 def auth_headers(settings: Settings, extra: list[str] | None = None) -> dict[str, str]:
     """Return the headers for the backend: the bearer token (if any), then ``--header`` values."""
+    settings.require("token")
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     given = parse_headers(extra)
     for name in list(headers):

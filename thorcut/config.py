@@ -7,6 +7,7 @@ current directory or the nearest parent, or named by ``--config`` / ``THORCUT_CO
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import re
 import tomllib
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from thorcut.errors import ConfigError
 from thorcut.manifest import DEFAULT_MANIFEST, Manifest, build_manifest
@@ -34,12 +35,47 @@ _SETTINGS: dict[str, tuple[str, type]] = {
     "verdict_validity": ("THORCUT_VERDICT_VALIDITY", float),
 }
 
+#: settings only the commands that talk to the backend use; their problems are raised on use
+BACKEND_SETTINGS = frozenset({"backend_url", "ws_url", "token"})
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
+#: The longest wait, timeout or duration thorcut accepts: a year. Beyond it the OS timers that
+#: sockets, threads and asyncio use overflow (``--timeout 1e309`` used to end in a traceback).
+MAX_SECONDS = 365 * 86400.0
+
+
+def parse_seconds(value: object, name: str, *, minimum: float = 0.0, allow_minimum: bool = False) -> float:
+    """Return ``value`` as a finite number of seconds in ``(minimum, MAX_SECONDS]``.
+
+    ``allow_minimum`` makes the range ``[minimum, MAX_SECONDS]`` (``--wait 0``). Raises
+    :class:`ConfigError` (exit 2) for text that is not a number, NaN, infinities and values out of
+    range, naming ``name`` (the option or variable) and the accepted range. This is the one
+    check behind every seconds option (``--timeout``, ``--wait``, ``--duration``:
+    :class:`thorcut.options.Seconds`) and every duration setting (:func:`parse_duration`).
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a number of seconds, such as 2 or 0.5, not {value!r}") from None
+    low = f"from {minimum:g}" if allow_minimum else f"more than {minimum:g}"
+    span = f"{low} to {MAX_SECONDS:.0f} (365 days)"
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{name} must be a finite number of seconds, {span}, not {value}")
+    if seconds < minimum or (seconds == minimum and not allow_minimum) or seconds > MAX_SECONDS:
+        raise ConfigError(f"{name} must be a number of seconds {span}, not {value}")
+    return seconds
+
 
 def parse_duration(value: object, name: str) -> float:
-    """Return seconds from a number or a string like ``"24h"``/``"500ms"``; raise ConfigError."""
+    """Return seconds from a number or a string like ``"24h"``/``"500ms"``; raise ConfigError.
+
+    The result is finite, positive and at most :data:`MAX_SECONDS` (TOML's ``inf``/``nan`` and
+    ``1e309`` are refused, not turned into a timer that overflows later).
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
@@ -49,15 +85,17 @@ def parse_duration(value: object, name: str) -> float:
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     if seconds <= 0:
         raise ConfigError(f"{name} must be positive, not {value!r}")
-    return seconds
+    return parse_seconds(seconds, name)
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password (and token-like query values) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
+    except ValueError:  # e.g. "ws://[": still show it, with anything before an "@" hidden
+        return re.sub(r"(?<=://)[^/?#]*@", "***@", url)
+    if not parts.netloc and "@" in parts.path:  # no "//": "user:pass@host" parses as scheme "user"
+        return "***@" + url.rsplit("@", 1)[1]
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
@@ -68,6 +106,90 @@ def redact_url(url: str) -> str:
     # Built by hand: urlunsplit would turn unix:///path into unix:/path.
     out = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else f"{netloc}{parts.path}"
     return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def check_url(url: str, source: str, schemes: tuple[str, ...], what: str = "URL") -> str:
+    """Return ``url`` if it parses, has one of ``schemes`` and names a host; raise ConfigError.
+
+    ``source`` names where the URL came from (``--url``, ``THORCUT_WS_URL``…) and ``what`` what
+    it is for ("Redis URL"), so the message says what to fix. The URL in the message is redacted.
+    """
+    shown = redact_url(url)
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    example = f"{schemes[0]}://host:port"
+    bad = f"bad {what} in {source}"
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise ConfigError(f"{bad}: it holds a space or a control character ({shown!r}) — write it as {example}")
+    if "://" not in url:
+        raise ConfigError(f"{bad}: it has no scheme ({shown}) — write it as {example}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError as exc:
+        raise ConfigError(f"{bad}: {exc} ({shown}) — write it as {example}") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{bad}: it must start with {wanted}, not {parts.scheme or '(none)'}:// ({shown})")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{bad}: it names no socket path ({shown}) — write it as unix:///path/to/redis.sock")
+    elif not parts.hostname:
+        raise ConfigError(f"{bad}: it names no host ({shown}) — write it as {example}")
+    elif re.fullmatch(r"[0-9.]+", parts.hostname):  # urlsplit takes 256.1.1.1; every client then refuses it
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(parts.hostname)
+        except ValueError:
+            raise ConfigError(f"{bad}: {parts.hostname} is not an IPv4 address ({shown})") from None
+    return url
+
+
+def check_redis_url(url: str, source: str) -> str:
+    """Return ``url`` if it is a usable Redis URL; raise :class:`ConfigError` (exit 2) if not.
+
+    Checked here, before anything connects: the scheme (redis, rediss, unix), a host (or a
+    socket path), the port, and the database index, which must be a non-negative integer
+    (redis-py silently reads ``/abc`` as db 0). Whether the server *has* that database is the
+    server's to say: :func:`thorcut.redisconn.translated` turns its answer into exit 2.
+    """
+    check_url(url, source, ("redis", "rediss", "unix"), "Redis URL")
+    parts = urlsplit(url)
+    db_texts = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "db"]
+    if parts.scheme != "unix" and parts.path not in ("", "/"):
+        db_texts.append(parts.path[1:])
+    for text in db_texts:
+        if not text.isascii() or not text.isdigit():
+            raise ConfigError(
+                f"bad Redis URL in {source}: the database index must be a whole number from 0 (the default), "
+                f"not {text!r} ({redact_url(url)}) — e.g. {parts.scheme}://host:6379/0"
+            )
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        _check_redis_option(name, value, parts.scheme, f"bad Redis URL in {source} ({redact_url(url)})")
+    return url
+
+
+#: URL query options redis-py takes on any connection, and those only a TLS (rediss://) one takes
+_REDIS_OPTIONS = frozenset({
+    "db", "socket_timeout", "socket_connect_timeout", "socket_read_size", "socket_keepalive", "retry_on_timeout",
+    "max_connections", "health_check_interval", "timeout", "protocol", "client_name", "legacy_responses",
+})  # fmt: skip
+_REDIS_TIME_OPTIONS = frozenset({"socket_timeout", "socket_connect_timeout", "timeout", "health_check_interval"})
+
+
+def _check_redis_option(name: str, value: str, scheme: str, bad: str) -> None:
+    """Refuse a query option redis-py would choke on later (a TypeError, or ``nan`` reaching a socket)."""
+    if name.startswith("ssl_"):
+        if scheme != "rediss":
+            raise ConfigError(f"{bad}: {name} is a TLS option; use rediss:// for TLS, or drop it")
+        return
+    if name not in _REDIS_OPTIONS:
+        known = ", ".join(sorted(_REDIS_OPTIONS))
+        raise ConfigError(f"{bad}: unknown option {name!r} (Redis URLs take {known}, and ssl_* with rediss://)")
+    if name in _REDIS_TIME_OPTIONS:
+        try:
+            parse_seconds(value, name, allow_minimum=name == "health_check_interval")
+        except ConfigError as exc:
+            raise ConfigError(f"{bad}: {exc}") from None
 
 
 def find_config_file(start: Path | None = None) -> Path | None:
@@ -83,15 +205,45 @@ def find_config_file(start: Path | None = None) -> Path | None:
     return None
 
 
+#: bounds on a settings file: tomllib is quadratic in a dotted key's parts (`a.b.b.b…` 16,000
+#: parts took 2 s, 100,000 over a minute) and recursive in nesting, so refuse the absurd first
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_CONFIG_NESTING = 256
+_TOML_STRINGS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'')
+
+
+def _check_toml_size(path: Path, text: str) -> None:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {len(text):,} characters long; a thorcut settings file is small "
+                          f"(limit {MAX_CONFIG_BYTES:,})")  # fmt: skip
+    for number, line in enumerate(text.splitlines(), start=1):
+        if sum(map(line.count, ".[{")) <= MAX_CONFIG_NESTING:
+            continue
+        bare = _TOML_STRINGS.sub("", line)
+        if sum(map(bare.count, ".[{")) > MAX_CONFIG_NESTING:
+            raise ConfigError(f"{path}, line {number}: keys or values nested more than {MAX_CONFIG_NESTING} "
+                              "deep; a thorcut settings file needs a few levels")  # fmt: skip
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        _check_toml_size(path, text)
+        data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}) — "
+            "TOML files must be UTF-8; save it as UTF-8, or point --config / THORCUT_CONFIG at the right file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level: `a = [[[[…` thousands deep
+        raise ConfigError(f"{path} is nested too deeply to be a thorcut settings file") from None
     if path.name == "pyproject.toml":
-        section = data.get("tool", {}).get("thorcut", {})
+        tool = data.get("tool", {})
+        section = tool.get("thorcut", {}) if isinstance(tool, dict) else {}
         return section if isinstance(section, dict) else {}
     return data
 
@@ -110,10 +262,34 @@ class Settings:
     verdict_validity: float = 24 * 3600.0
     config_file: Path | None = None
     manifest: Manifest = field(default=DEFAULT_MANIFEST)
+    #: (setting, why it is unusable) for backend settings that only the commands using them check
+    deferred: tuple[tuple[str, str], ...] = ()
+
+    def require(self, name: str) -> None:
+        """Raise :class:`ConfigError` if setting ``name`` was given but is unusable (empty, malformed)."""
+        for setting, why in self.deferred:
+            if setting == name:
+                raise ConfigError(why)
 
     @property
     def features(self) -> tuple[str, ...]:
         return self.manifest.names
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _source(name: str, flags: dict[str, Any], environ: Mapping[str, str], where: str) -> str:
+    """Return where setting ``name`` came from, as a user would fix it."""
+    if name in flags:
+        return f"--{name.replace('_', '-')}"
+    var = _SETTINGS[name][0]
+    return var if var in environ else f"{where}: {name}"
 
 
 def _default_operator() -> str:
@@ -135,6 +311,20 @@ def load_settings(
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    # A variable that is set but empty is what an unset CI secret gives (`${{ secrets.X }}`);
+    # falling back to the default would point a CI job at 127.0.0.1 or the default prefix, or
+    # send `Authorization: Bearer ` with nothing after it. Say so instead (issue 9).
+    # The backend's settings are checked only by the commands that reach the backend (``tail``,
+    # ``diff``, ``check``): a stray empty THORCUT_BACKEND_URL must never block a rollback.
+    deferred: dict[str, str] = {}
+    for var in ("THORCUT_CONFIG", *(v for v, _ in _SETTINGS.values())):
+        if var in environ and not environ[var].strip():
+            message = (f"{var} is set but empty (an unset CI secret gives exactly that) — set it to a value, "
+                       "or unset it to use the default")  # fmt: skip
+            name = next((n for n, (v, _) in _SETTINGS.items() if v == var), "")
+            if name not in BACKEND_SETTINGS or name in flags:
+                raise ConfigError(message)
+            deferred[name] = message
     config = config or environ.get("THORCUT_CONFIG")
     path = Path(config) if config else find_config_file()
     if config and not Path(config).is_file():
@@ -148,9 +338,11 @@ def load_settings(
 
     values: dict[str, Any] = {}
     for name, (var, kind) in _SETTINGS.items():
+        if name in deferred:
+            continue
         if name in flags:
             raw, source = flags[name], f"--{name.replace('_', '-')}"
-        elif environ.get(var):
+        elif var in environ:
             raw, source = environ[var], var
         elif name in file_data:
             raw, source = file_data[name], f"{where}: {name}"
@@ -158,13 +350,27 @@ def load_settings(
             continue
         if kind is float:
             values[name] = parse_duration(raw, source)
-        elif not isinstance(raw, str) or not raw:
+        elif not isinstance(raw, str) or not raw.strip():
             raise ConfigError(f"{source} must be a non-empty string")
+        elif not _is_utf8(raw):  # undecodable bytes in the environment arrive as lone surrogates
+            raise ConfigError(f"{source} is not valid UTF-8 text — write it in UTF-8")
         else:
             values[name] = raw
+    if "redis_url" in values:
+        check_redis_url(values["redis_url"], _source("redis_url", flags, environ, where))
+    for name, schemes, what in (("backend_url", ("http", "https"), "backend URL"),
+                                ("ws_url", ("ws", "wss"), "WebSocket URL")):  # fmt: skip
+        if name in values:
+            try:
+                check_url(values[name], _source(name, flags, environ, where), schemes, what)
+            except ConfigError as exc:
+                if name in flags:
+                    raise
+                deferred[name] = str(exc)
+                del values[name]
     values.setdefault("operator", _default_operator())
     prefix = values.get("prefix", "thorcut")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]+", prefix):
         raise ConfigError(f"prefix {prefix!r} may hold only letters, digits and _ . : -")
     manifest = build_manifest(file_data.get("features"))
-    return Settings(config_file=path, manifest=manifest, **values)
+    return Settings(config_file=path, manifest=manifest, deferred=tuple(deferred.items()), **values)

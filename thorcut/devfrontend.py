@@ -7,6 +7,7 @@ is missing or older than the lock file, then ``npm run build``), with npm's outp
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -119,7 +120,8 @@ def ensure_built(
     note(f"Building the page ({decided.reason}): {shown}; log in {log}")
     for args in steps:
         started = time.monotonic()
-        with log.open("a") as out:
+        # Created private (0600), as dev up's other logs.
+        with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as out:
             out.write(f"\n$ npm {' '.join(args)}   (in {folder})\n")
             out.flush()
             try:

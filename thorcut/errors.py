@@ -18,6 +18,11 @@ class's ``exit_code``. Library callers (the backend, scripts) catch the classes 
     │   ├── BackendUnavailable      the backend's WebSocket or REST endpoint
     │   └── WaitTimedOut            workers did not acknowledge a change in time
     └── Pending                     not enough evidence to decide                       (5)
+
+Anything else that escapes a command is a bug in thorcut: the boundary prints
+``Error: internal error (…)`` with a hint to re-run with ``--traceback`` (or
+``THORCUT_TRACEBACK=1``) and exits 70 (``ExitCode.INTERNAL``) — never 1, which CI reads as a
+parity FAIL.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit codes of every thorcut command (DESIGN.md, "Exit codes")."""
+    """The exit codes of every thorcut command (docs/contracts.md, "Exit codes")."""
 
     OK = 0
     PARITY_FAIL = 1
@@ -34,6 +39,7 @@ class ExitCode(IntEnum):
     REFUSED = 3
     UNREACHABLE = 4
     PENDING = 5
+    INTERNAL = 70  # a bug in thorcut (BSD sysexits' EX_SOFTWARE); never 1, which CI reads as FAIL
 
 
 class ThorcutError(Exception):

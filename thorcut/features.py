@@ -1,4 +1,4 @@
-"""Feature names, stages and the stage machine (DESIGN.md, "Stages")."""
+"""Feature names, stages and the stage machine (docs/contracts.md, "Stages")."""
 
 from __future__ import annotations
 

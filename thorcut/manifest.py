@@ -1,6 +1,6 @@
 """The manifest: what each feature looks like on the wire and how parity is judged.
 
-Built-in defaults describe the reference backend (DESIGN.md, "The features"); ``thorcut.toml``
+Built-in defaults describe the reference backend (docs/contracts.md, "The features"); ``thorcut.toml``
 (or ``[tool.thorcut]`` in ``pyproject.toml``) may override any field of a feature or add new
 features. Paths are dotted with ``[*]`` wildcards over list items, relative to the compared
 body (``positions[*].updated_at``).
@@ -41,7 +41,7 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a verdict may be PASS (DESIGN.md, "The parity verdict")."""
+    """When a verdict may be PASS (docs/contracts.md, "The parity verdict")."""
 
     min_paired: int = 50
     min_duration: float = 60.0

@@ -1,11 +1,40 @@
-"""Options shared by several commands, defined once."""
+"""Options shared by several commands, defined once, and the parameter type behind every seconds option."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from thorcut.config import parse_seconds
+from thorcut.errors import ConfigError
+
+
+class Seconds:
+    """Parse a finite number of seconds in a range: ``nan``, ``inf`` and ``1e309`` are usage errors (exit 2).
+
+    Use it for any option that becomes a timer (``--timeout``, ``--wait``, ``--duration``):
+    ``typer.Option("--duration", parser=Seconds(minimum=0.001), metavar="SECONDS")``. ``minimum``
+    is exclusive unless ``allow_minimum``; the maximum is :data:`thorcut.config.MAX_SECONDS`. The
+    check itself is :func:`thorcut.config.parse_seconds`, shared with the ``THORCUT_*`` variables
+    and the file's duration settings (:func:`thorcut.config.parse_duration`).
+    """
+
+    def __init__(self, minimum: float = 0.0, *, allow_minimum: bool = False) -> None:
+        self.minimum = minimum
+        self.allow_minimum = allow_minimum
+        self.__name__ = "seconds"  # Typer names the parameter type after the parser
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, float):
+            return value  # a default, or already converted
+        try:
+            return parse_seconds(value, "it", minimum=self.minimum, allow_minimum=self.allow_minimum)
+        except ConfigError as exc:
+            # Click adds "Invalid value for '--timeout':" in front and exits 2.
+            raise typer.BadParameter(str(exc).removeprefix("it ")) from None
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON instead of a table.")]
 RedisUrlOpt = Annotated[
@@ -19,7 +48,12 @@ RedisUrlOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float | None,
-    typer.Option("--timeout", help="Seconds to wait for Redis before exit 4 (default 2; THORCUT_TIMEOUT).", min=0.01),
+    typer.Option(
+        "--timeout",
+        parser=Seconds(minimum=0.01, allow_minimum=True),
+        metavar="SECONDS",
+        help="Seconds to wait for Redis before exit 4 (default 2; THORCUT_TIMEOUT).",
+    ),
 ]
 ConfigOpt = Annotated[
     Path | None,
@@ -36,7 +70,7 @@ WaitOpt = Annotated[
     typer.Option(
         "--wait",
         metavar="[SECONDS]",
+        parser=Seconds(minimum=0.0, allow_minimum=True),
         help="Wait until every registered backend worker has applied the change (default 10 s).",
-        min=0.0,
     ),
 ]

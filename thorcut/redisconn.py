@@ -1,4 +1,4 @@
-"""Connecting to Redis with a bounded timeout, and the key names of DESIGN.md ("Redis keys")."""
+"""Connecting to Redis with a bounded timeout, and the key names of docs/contracts.md ("Redis keys")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
-from thorcut.config import redact_url
+from thorcut.config import check_redis_url, redact_url
 from thorcut.errors import ConfigError, RedisUnavailable
 
 
@@ -79,8 +79,10 @@ def connect(url: str, timeout: float, *, check: bool = True) -> redis.Redis:
     """Return a client for ``url`` (redis://, rediss://, unix://) with every call bounded by ``timeout``.
 
     With ``check`` the connection is tried at once. Raises :class:`ConfigError` for a malformed
-    URL and :class:`RedisUnavailable` when Redis cannot be reached or rejects the credentials.
+    URL or a database the server does not have, and :class:`RedisUnavailable` when Redis cannot
+    be reached or rejects the credentials.
     """
+    check_redis_url(url, "the Redis URL")
     try:
         client = redis.Redis.from_url(
             url,
@@ -89,7 +91,7 @@ def connect(url: str, timeout: float, *, check: bool = True) -> redis.Redis:
             decode_responses=True,
             retry_on_timeout=False,
         )
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # an option value redis-py cannot use
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
     if check:
         with translated(url):
@@ -107,4 +109,11 @@ def translated(url: str) -> Iterator[None]:
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise translate(exc, url) from None
+        if "DB index is out of range" in str(exc):
+            # The URL's syntax was checked (config.check_redis_url); how many databases there are
+            # is the server's `databases` setting, so only the server can say (issue 9).
+            raise ConfigError(
+                f"Redis at {redact_url(url)} has no such database (the server said: {exc}) — use a database "
+                "index below the server's `databases` setting (16 unless configured), e.g. /0"
+            ) from None
         raise

@@ -15,14 +15,14 @@ from rich.text import Text
 from thorcut.compare.shadow import FeatureReport, ShadowJudge
 from thorcut.compare.verdict import Verdict, now_iso
 from thorcut.errors import ExitCode, UsageError
-from thorcut.output import safe
+from thorcut.output import fit_table, pack, safe
 
 STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.PENDING: "bold yellow"}
 _VALUE_WIDTH = 60
 
 
 def exit_code(reports: dict[str, FeatureReport]) -> ExitCode:
-    """0 all PASS, 1 any FAIL, 5 any PENDING and none FAIL (DESIGN.md, "Exit codes")."""
+    """0 all PASS, 1 any FAIL, 5 any PENDING and none FAIL (docs/contracts.md, "Exit codes")."""
     verdicts = {r.verdict for r in reports.values()}
     if Verdict.FAIL in verdicts:
         return ExitCode.PARITY_FAIL
@@ -39,6 +39,31 @@ def value_text(value: Any, missing: bool = False) -> Text:
     if len(text) > _VALUE_WIDTH:
         text = text[: _VALUE_WIDTH - 1] + "…"
     return safe(text)
+
+
+_COUNTS = (("paired", "paired"), ("matched", "matched"), ("mismatched", "mismatched"), ("unpaired", "unpaired"),
+           ("gaps", "gaps"), ("dups", "duplicates"), ("errors", "errors"))  # fmt: skip
+
+
+def _count(c: dict[str, int], key: str) -> int:
+    return c["duplicates"] + c["out_of_order"] if key == "duplicates" else c[key]
+
+
+def verdict_lines(reports: dict[str, FeatureReport], title: str, width: int) -> Text:
+    """The verdict table's facts as lines, for a width the table cannot fit in (CI logs, pipes):
+    every verdict, count and reason whole."""
+    text = Text(title, style="italic")
+    for r in reports.values():
+        text.append("\n")
+        text.append(r.feature, style="bold")
+        text.append("  ")
+        text.append(r.verdict.value, style=STYLE[r.verdict])
+        counts = [f"{label} {_count(r.counts, key)}" for label, key in _COUNTS]
+        text.append("\n" + pack(counts, width))
+        if r.reasons:
+            text.append("\n  why: ")
+            text.append_text(safe("; ".join(r.reasons)))
+    return text
 
 
 def verdict_table(reports: dict[str, FeatureReport], title: str) -> Table:
@@ -102,8 +127,26 @@ def details(r: FeatureReport) -> Text | None:
     return safe(f"{r.feature}: " + " · ".join(bits))
 
 
+def paths_lines(r: FeatureReport) -> Text:
+    """The paths table's facts as lines, for a width the table cannot fit in."""
+    text = Text(f"{r.feature}: differing paths (WebSocket vs REST, first example of each)", style="italic")
+    for p in r.paths:
+        text.append("\n  ")
+        text.append_text(safe(p.path or "(body)"))
+        text.append(f"  {p.kind} ×{p.count}  ", style="bold")
+        text.append_text(safe(f"(key {p.key} · seq {p.seq})"))
+        text.append("\n    WebSocket: ")
+        text.append_text(value_text(p.ws, p.kind == "missing_on_ws"))
+        text.append("\n    REST: ")
+        text.append_text(value_text(p.rest, p.kind == "extra_on_ws"))
+    return text
+
+
 def render(console: Console, reports: dict[str, FeatureReport], title: str, *, show_paths: bool = True) -> None:
-    parts: list[Any] = [verdict_table(reports, title)]
+    """Print the verdicts (and differing paths) readably at the console's width: as tables where
+    they fit without cutting a word, else as lines (CI logs and pipes are often 80 wide)."""
+    table = verdict_table(reports, title)
+    parts: list[Any] = [table if fit_table(console, table) else verdict_lines(reports, title, console.width)]
     for r in reports.values():
         line = details(r)
         if line is not None:
@@ -112,7 +155,8 @@ def render(console: Console, reports: dict[str, FeatureReport], title: str, *, s
     if show_paths:
         for r in reports.values():
             if r.paths:
-                parts.append(paths_table(r))
+                paths = paths_table(r)
+                parts.append(paths if fit_table(console, paths) else paths_lines(r))
     console.print(Group(*parts))
 
 
@@ -164,7 +208,7 @@ def github_annotations(reports: dict[str, FeatureReport]) -> list[str]:
 
 
 def parity_fields(r: FeatureReport, source: str, judged_at: str | None = None) -> dict[str, str]:
-    """The ``{prefix}:parity:<feature>`` hash of DESIGN.md for one report."""
+    """The ``{prefix}:parity:<feature>`` hash of docs/contracts.md for one report."""
     fields = {
         "verdict": r.verdict.value,
         "judged_at": judged_at or now_iso(),

@@ -41,7 +41,7 @@ from thorcut.errors import BackendUnavailable, UsageError
 from thorcut.jsonfast import loads
 
 MiB = 1024 * 1024
-CLOSE_UNAUTHENTICATED = 4401  # the reference backend's "authentication required" (DESIGN.md)
+CLOSE_UNAUTHENTICATED = 4401  # the reference backend's "authentication required" (docs/contracts.md)
 AUTH_HINT = "set THORCUT_TOKEN (sent as 'Authorization: Bearer …') or pass --header 'Name: value'"
 #: A connection counts as established, for the backoff, after a frame or this many seconds.
 PROVEN_AFTER = 1.0

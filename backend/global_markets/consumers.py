@@ -1,6 +1,6 @@
 """The ``/ws/stream/`` consumer: per-account, per-feature push of envelopes, never blocked by a slow client.
 
-Protocol (the client's view; DESIGN.md has the envelope):
+Protocol (the client's view; docs/contracts.md has the envelope):
 
 - Query string: ``?features=positions,intraday`` chooses the features at connect (default: all);
   ``?client=<id>`` names the client for the sticky percent bucket (default ``user:<pk>``).

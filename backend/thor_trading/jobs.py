@@ -12,7 +12,7 @@ All four share one :class:`Simulation` (market, intraday bars/VWAP, one paper ac
 simulation once per distinct tick whichever job asks first, then writes the job's state rows and
 bumps each (type, key) seq counter in one transaction, and after the commit builds the envelopes
 with :mod:`thor_trading.messages`, the builders REST uses, so a message and a REST read of the
-same state carry the same ``seq`` and ``data`` (DESIGN.md, "The message envelope").
+same state carry the same ``seq`` and ``data`` (docs/contracts.md, "The message envelope").
 
 Takeover: a new :class:`Simulation` resumes from the database (simulated time, prices, bars,
 VWAP, each account's cash and positions) and the seq counters live there too, so a job runner

@@ -1,7 +1,7 @@
 """Message builders: one envelope format for WebSocket messages and REST responses.
 
 Each builder reads the state row(s) and returns ``{"type", "feature", "key", "seq", "ts", "data"}``
-(DESIGN.md, "The message envelope"). REST views and jobs call the same builder on the same row,
+(docs/contracts.md, "The message envelope"). REST views and jobs call the same builder on the same row,
 so for one ``seq`` both sides carry the same ``data``; only fault injection makes them differ.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from thor_trading.models import Account, Balance, IntradayBar, MarketSession, PositionsSnapshot, Vwap
 
-#: message type -> feature (DESIGN.md, "The features")
+#: message type -> feature (docs/contracts.md, "The features")
 TYPE_FEATURE = {
     "account_balance": "account_balance",
     "positions": "positions",

@@ -1,6 +1,6 @@
 """State the jobs write and REST reads. Every state row carries the ``seq`` it was written at.
 
-``SeqCounter`` holds the per-(type, key) version (DESIGN.md, "The message envelope"): a job bumps
+``SeqCounter`` holds the per-(type, key) version (docs/contracts.md, "The message envelope"): a job bumps
 it and writes the state row in one transaction, so a REST read of the row and the message built
 from it after the commit carry the same ``seq``.
 """

@@ -1,4 +1,4 @@
-/** The contracts of DESIGN.md as TypeScript types: features, stages, flags, the envelope, payloads. */
+/** The contracts of docs/contracts.md as TypeScript types: features, stages, flags, the envelope, payloads. */
 
 export const FEATURES = ["account_balance", "positions", "intraday", "global_market"] as const;
 export type Feature = (typeof FEATURES)[number];
@@ -22,7 +22,7 @@ export type FlagMap = Record<Feature, FeatureFlag>;
 export const ENVELOPE_TYPES = ["account_balance", "positions", "intraday_bar", "vwap", "market_status"] as const;
 export type EnvelopeType = (typeof ENVELOPE_TYPES)[number];
 
-/** message type -> feature (DESIGN.md, "The features"). */
+/** message type -> feature (docs/contracts.md, "The features"). */
 export const TYPE_FEATURE: Record<EnvelopeType, Feature> = {
   account_balance: "account_balance",
   positions: "positions",

@@ -105,3 +105,354 @@ def test_dev_up_runs_the_whole_stack_and_down_stops_it(run, tmp_path: Path, redi
     assert down.exit_code == 0
     assert "Stopped job runner" in down.stdout
     assert not any(alive(pid, "python") for pid in pids)
+
+
+# Issue 9, "Hold at the edges": the demo stack's failure paths, restarts, ports and secrets.
+
+
+def stack_processes(state: Path) -> list[int]:
+    """Pids of the backend processes a `dev up` with ``state`` started (their environment names its folder)."""
+    needle = f"PROMETHEUS_MULTIPROC_DIR={(state / 'metrics').resolve()}\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def fake_uvicorn(folder: Path, body: str) -> Path:
+    """A folder for PYTHONPATH whose ``uvicorn`` package stands in for the real one under `python -m uvicorn`.
+
+    The rest of the stack (Redis, migrate, the job runner) stays real; only the web server misbehaves.
+    """
+    package = folder / "fake" / "uvicorn"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(body)
+    return folder / "fake"
+
+
+def time_wait_sockets(port: int) -> int:
+    """Count TCP sockets in TIME_WAIT whose local port is ``port`` (IPv4)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "06")
+
+
+def test_dev_up_right_after_dev_down_reuses_the_port_despite_time_wait(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import http.client
+
+    import httpx
+
+    port = free_port()
+    state = tmp_path / "stack"
+    env = {"DATABASE_URL": "", "THORCUT_DEV_PORT": str(port)}  # the port comes from the environment
+    up = run("dev", "up", "--state-dir", str(state), "--no-frontend", env=env)
+    assert up.exit_code == 0, up.stderr
+    try:
+        # The printed URLs, the REST example and the THORCUT_BACKEND_URL hint follow the chosen port.
+        assert f"Thor backend at http://127.0.0.1:{port} (WebSocket ws://127.0.0.1:{port}/ws/stream/;" in up.stdout
+        assert f"  the page:   http://127.0.0.1:{port}/" in up.stdout
+        assert f"export THORCUT_BACKEND_URL=http://127.0.0.1:{port} THORCUT_TOKEN=thor_" in up.stdout
+        assert f"http://127.0.0.1:{port}/api/account/positions" in up.stdout
+        assert ":8000" not in up.stdout
+        clients = []
+        for _ in range(3):  # keep-alive connections the server will close first on shutdown
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            client.request("GET", "/api/health")
+            response = client.getresponse()
+            response.read()
+            assert response.status == 200
+            clients.append(client)
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0, down.stderr
+    for client in clients:
+        client.close()
+    assert time_wait_sockets(port) > 0  # the situation that made the old probe say "port is in use"
+    again = run("dev", "up", "--state-dir", str(state), "--no-frontend", env=env)
+    try:
+        assert again.exit_code == 0, again.stderr
+        assert "in use" not in again.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+    finally:
+        assert run("dev", "down", "--state-dir", str(state)).exit_code == 0
+    assert stack_processes(state) == []
+
+
+#: Faults for `dev up`'s children, through PYTHONPATH (the real Redis, migrate and the rest stay).
+DIES_AT_START = {
+    # uvicorn starts a worker in its process group, then dies: the worker must not be left behind.
+    "web": ("uvicorn/__main__.py", "import subprocess, sys\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            "raise SystemExit('fake uvicorn: crashed at start')\n"),
+    # The job runner dies at once while the web server comes up healthy.
+    "jobs": ("sitecustomize.py", "import sys\n"
+             "if 'run_jobs' in sys.argv:\n    raise SystemExit('fault: the job runner crashed at start')\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["web", "jobs"])
+def test_dev_up_whose_process_dies_at_start_stops_everything_it_started(run, tmp_path: Path, role: str) -> None:  # type: ignore[no-untyped-def]
+    name, body = DIES_AT_START[role]
+    fault = tmp_path / "fault"
+    (fault / name).parent.mkdir(parents=True)
+    (fault / name).write_text(body)
+    if name.startswith("uvicorn/"):
+        (fault / "uvicorn" / "__init__.py").write_text("")
+    redis_port, port = free_port(), free_port()
+    state = tmp_path / "stack"
+    up = run("dev", "up", "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--state-dir", str(state),
+             "--port", str(port), "--no-frontend", env={"DATABASE_URL": "", "PYTHONPATH": str(fault)})  # fmt: skip
+    assert up.exit_code == 4, up.stdout + up.stderr
+    assert f"Error: the backend did not become healthy at http://127.0.0.1:{port}" in up.stderr
+    assert "crashed at start" in up.stderr
+    assert up.stdout == ""
+    assert stack_processes(state) == []  # every process it started went, workers included
+    assert port_free(port)
+    assert port_free(redis_port)  # and the Redis this run started
+    assert not (state / "dev.json").exists()
+    assert "Nothing started" in run("dev", "down", "--state-dir", str(state)).stderr
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_interrupted_dev_up_stops_everything_it_started(cli_env: dict[str, str], tmp_path: Path, signum: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "uvicorn-started"
+    fake = fake_uvicorn(tmp_path, f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(600)\n")
+    redis_port, port = free_port(), free_port()
+    state = tmp_path / "stack"
+    env = {**os.environ, "DATABASE_URL": "", "PYTHONPATH": str(fake)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "thorcut", "dev", "up", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
+         "--state-dir", str(state), "--port", str(port), "--no-frontend"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        while not marker.exists() and proc.poll() is None:  # Redis, migrate and the job runner are up by now
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        assert stack_processes(state)
+        proc.send_signal(getattr(signal, signum))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Interrupted: stopped what `dev up` had started." in stderr
+    assert "Traceback" not in stderr
+    assert stack_processes(state) == []
+    assert port_free(redis_port)
+    assert not (state / "dev.json").exists()
+
+
+def test_dev_up_on_a_partly_running_stack_starts_what_is_missing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from thorcut.devbackend import alive
+
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    state = tmp_path / "stack"
+    args = ("--redis-url", redis_url, "--state-dir", str(state), "--port", str(port), "--no-frontend", "--json")
+    try:
+        # Redis only, then the whole stack: the second `dev up` must not stop at "already running".
+        assert run("dev", "up", *args, "--no-backend").exit_code == 0
+        first = run("dev", "up", *args, env={"DATABASE_URL": ""})
+        assert first.exit_code == 0, first.stderr
+        doc = json.loads(first.stdout)
+        assert doc["already_running"] is False
+        assert httpx.get(f"{doc['backend']['url']}/api/health", timeout=5).status_code == 200
+        # Everything up: says exactly what runs, starts nothing.
+        text = run("dev", "up", *args[:-1])
+        assert text.exit_code == 0, text.stderr
+        jobs, web = (p["pid"] for p in doc["backend"]["processes"])
+        assert f"Demo Redis already running at {redis_url} (pid {doc['pid']})." in text.stdout
+        assert (f"Thor backend already running at http://127.0.0.1:{port} (WebSocket ws://127.0.0.1:{port}/ws/stream/; "
+                f"job runner pid {jobs}, uvicorn (2 workers) pid {web})") in text.stdout  # fmt: skip
+        assert "(pid None)" not in text.stdout
+        moved = run("dev", "up", *args[:4], "--port", str(free_port()))
+        assert moved.exit_code == 2
+        assert f"already runs at http://127.0.0.1:{port}; run `thorcut dev down` first" in moved.stderr
+        # The job runner dies: the next `dev up` restarts the backend against the same Redis.
+        os.kill(jobs, signal.SIGKILL)
+        while alive(jobs, "python"):
+            time.sleep(0.02)
+        again = run("dev", "up", *args, env={"DATABASE_URL": ""})
+        assert again.exit_code == 0, again.stderr
+        assert f"Stopped what was left of the previous backend: uvicorn (2 workers) (pid {web})." in again.stderr
+        redone = json.loads(again.stdout)
+        assert redone["pid"] == doc["pid"]
+        assert all(alive(p["pid"], "python") for p in redone["backend"]["processes"])
+        assert not alive(web, "python")
+        assert httpx.get(f"{redone['backend']['url']}/api/health", timeout=5).status_code == 200
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0, down.stderr
+    assert stack_processes(state) == []
+
+
+def test_dev_up_with_an_already_answering_redis_never_calls_it_demo_redis(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = ("--state-dir", str(tmp_path / "stack"), "--port", str(free_port()), "--no-frontend")
+    try:
+        first = run("dev", "up", *args, env={"DATABASE_URL": ""})
+        assert first.exit_code == 0, first.stderr
+        again = run("dev", "up", *args)  # the whole stack runs: it says so, and what it runs
+        assert again.exit_code == 0, again.stderr
+    finally:
+        down = run("dev", "down", *args[:2])
+    for up in (first, again):
+        assert up.stdout.startswith("Using the Redis at redis://127.0.0.1:")
+        assert "(pid None)" not in up.stdout
+        assert "Demo Redis" not in up.stdout
+        assert "embedded" not in up.stdout
+    assert "Thor backend already running at" in again.stdout
+    assert down.exit_code == 0, down.stderr
+    assert "redis" not in down.stdout.lower()  # not ours to stop
+
+
+def test_dev_state_and_logs_are_private_and_hold_no_secrets(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import stat
+
+    from tests.conftest import start_redis
+
+    server = start_redis(tmp_path / "locked")
+    redis.Redis(port=server.port).config_set("requirepass", "s3cret-pw")
+    url = f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
+    state = tmp_path / "stack"
+    try:
+        up = run("dev", "up", "--redis-url", url, "--state-dir", str(state), "--port", str(free_port()),
+                 "--no-frontend", env={"DATABASE_URL": ""})  # fmt: skip
+        assert up.exit_code == 0, up.stderr
+        token = next(line.split()[-1] for line in up.stdout.splitlines() if line.startswith("  API token:"))
+        assert token.startswith("thor_")  # shown once, on the terminal
+        assert "s3cret-pw" not in up.stdout + up.stderr
+        saved = (state / "dev.json").read_text()
+        assert "s3cret-pw" not in saved
+        assert json.loads(saved)["url"] == f"redis://:***@127.0.0.1:{server.port}/0"
+        assert token not in saved
+        logs = sorted((state / "logs").iterdir())
+        assert {p.name for p in logs} >= {"setup.log", "jobs.log", "web.log"}
+        assert "token ***" in (state / "logs" / "setup.log").read_text()
+        for path in logs:
+            text = path.read_text()
+            assert token not in text, path
+            assert "s3cret-pw" not in text, path
+        assert stat.S_IMODE((state / "dev.json").stat().st_mode) == 0o600
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert stat.S_IMODE((state / "logs").stat().st_mode) == 0o700
+        assert {stat.S_IMODE(p.stat().st_mode) for p in logs} == {0o600}
+        # A second `dev up` reaches the password-protected Redis again although the state redacts it.
+        again = run("dev", "up", "--redis-url", url, "--state-dir", str(state))
+        assert again.exit_code == 0, again.stderr
+        assert "Thor backend already running" in again.stdout
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+        server.stop()
+    assert down.exit_code == 0, down.stderr
+    assert stack_processes(state) == []
+
+
+def test_make_demo_passes_port_to_dev_up() -> None:
+    import shutil
+    import subprocess
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    checkout = Path(__file__).resolve().parents[2]
+    dry = subprocess.run([make, "-n", "-C", str(checkout), "demo", "PORT=8100", "STAMP=Makefile"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert "thorcut dev up --port 8100" in dry.stdout
+    plain = subprocess.run([make, "-n", "-C", str(checkout), "demo", "PORT=", "STAMP=Makefile"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert "--port" not in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not a JSON object"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"format": "other tool", "url": "x"}', "its format is 'other tool'"),
+        ('{"url": "redis://127.0.0.1:1/0", "embedded": true, "pid": 4242}',
+         "it comes from an older thorcut that kept no process start times; its pids: 4242"),
+        ('{"format": "thorcut dev 2", "url": "redis://x", "embedded": true, "pid": 0, "started": "b:1"}',
+         "the embedded Redis has no valid pid"),
+        ('{"format": "thorcut dev 2", "url": "redis://x", "embedded": false, "backend": {"processes": [{"pid": -1}]}}',
+         "a backend process record is malformed"),
+    ],
+)  # fmt: skip
+def test_dev_up_and_down_with_a_corrupt_or_foreign_state_file_exit_2(
+    run, tmp_path: Path, content: str, problem: str
+) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "stack"
+    state.mkdir()
+    (state / "dev.json").write_text(content)
+    for command in (("dev", "up", "--no-backend"), ("dev", "down")):
+        result = run(*command, "--state-dir", str(state))
+        assert result.exit_code == 2, result.stdout + result.stderr
+        assert isinstance(result.exception, SystemExit)  # the error boundary, not a traceback
+        assert f"is not a state file this thorcut wrote ({problem}" in result.stderr
+        assert "rm " in result.stderr
+    assert (state / "dev.json").read_text() == content
+
+
+def test_dev_up_with_a_state_dir_that_is_a_file_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("dev", "up", "--no-backend", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+                 "--state-dir", str(blocker))  # fmt: skip
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert isinstance(result.exception, SystemExit)
+    assert f"Error: cannot read {blocker / 'dev.json'}: Not a directory" in result.stderr
+
+
+def test_dev_down_never_signals_a_pid_that_now_belongs_to_another_program(
+    run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from thorcut import devprocs
+    from thorcut.devstate import STATE_FORMAT
+
+    # A stranger whose command line even holds the job runner's marker; only its start time differs.
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "run_jobs"])
+    try:
+        state = tmp_path / "stack"
+        state.mkdir()
+        redis_pid = redis_server.process.pid if redis_server.process else 0
+        doc = {
+            "format": STATE_FORMAT, "url": redis_server.url, "embedded": True, "pid": redis_pid, "started": "old:1",
+            "backend": {"url": "http://127.0.0.1:1", "port": 1, "processes": [
+                {"name": "job runner", "role": "jobs", "pid": stranger.pid, "started": "old:2"}]},
+        }  # fmt: skip
+        (state / "dev.json").write_text(json.dumps(doc))
+        down = run("dev", "down", "--state-dir", str(state))
+        assert down.exit_code == 2, down.stdout + down.stderr
+        assert f"left pid {stranger.pid} (the job runner) alone: it is now another program" in down.stderr
+        assert f"left pid {redis_pid} (the embedded redis-server) alone" in down.stderr
+        assert devprocs.running(stranger.pid)
+        assert redis.Redis(port=redis_server.port).ping()
+        assert not (state / "dev.json").exists()  # stale: the next `dev up` starts afresh
+        # `dev up` with such a state starts afresh and signals nobody either.
+        (state / "dev.json").write_text(json.dumps(doc))
+        up = run("dev", "up", "--no-backend", "--state-dir", str(state))
+        assert up.exit_code == 0, up.stderr
+        assert devprocs.running(stranger.pid)
+        assert redis.Redis(port=redis_server.port).ping()
+    finally:
+        stranger.kill()
+        stranger.wait()

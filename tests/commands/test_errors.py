@@ -120,6 +120,16 @@ def test_output_piped_into_head_ends_without_traceback(cli_env: dict[str, str], 
         assert "BrokenPipe" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("cmd", ["status -h", "--help", "check --help"])
+def test_help_piped_into_head_exits_0(cli_env: dict[str, str], cmd: str) -> None:
+    # Rich exits 1 on a closed pipe by default, and 1 is what CI reads as parity FAIL.
+    script = f"{sys.executable} -m thorcut {cmd} | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", script], env={**os.environ, **cli_env}, capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
     result = _cli(["enable", "nope"], cli_env, capture_output=True)
     assert result.returncode == 2

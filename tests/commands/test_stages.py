@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 import redis
 
 from tests.conftest import set_flag, set_verdict
+from tests.redis_snapshot import snapshot
 from thorcut.compare.verdict import now_iso
 from thorcut.devstack import EmbeddedRedis
 from thorcut.features import DEFAULT_FEATURES, Stage
 from thorcut.flags.watcher import FlagWatcher
 from thorcut.redisconn import Keys, connect
+
+THORCUT = Path(sys.executable).with_name("thorcut")
 
 
 def test_status_json_lists_every_feature_with_stable_fields(run, store) -> None:  # type: ignore[no-untyped-def]
@@ -231,3 +239,120 @@ def test_text_from_redis_is_escaped_before_printing(run, client, keys) -> None: 
     assert "\x1b[2J" not in result.stdout
     assert "\\x1b[2J" in result.stdout
     assert "[bold]x[/]" in result.stdout
+
+
+# -- issue 9: a rollback never turns a feature on; --wait on every stage command -----------------
+
+
+def test_disable_of_an_off_feature_exits_3_and_writes_nothing(run, client, keys, prefix) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "off", 2)
+    before = snapshot(client, prefix)
+    result = run("disable", "positions", "--reason", "incident", "--wait")
+    assert result.exit_code == 3
+    message = " ".join(result.stderr.split())
+    assert "Error: positions is off: nothing is broadcast and every client reads REST" in message
+    assert "a rollback never turns a feature on" in message
+    assert "run `thorcut shadow positions`" in message
+    assert result.stdout == ""
+    assert snapshot(client, prefix) == before
+
+
+def test_disable_of_a_never_written_feature_through_the_console_script_exits_3(cli_env, client, prefix) -> None:  # type: ignore[no-untyped-def]
+    before = snapshot(client, prefix)
+    result = subprocess.run([str(THORCUT), "disable", "intraday"], env={**os.environ, **cli_env},
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: intraday is off")
+    assert "Traceback" not in result.stderr
+    assert snapshot(client, prefix) == before
+
+
+def test_rollback_all_leaves_off_features_alone(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "account_balance", "off", 7)
+    set_flag(client, keys, "intraday", "live", 2, 50)
+    result = run("rollback", "--all", "--reason", "incident", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [(c["feature"], c["from"], c["to"]) for c in json.loads(result.stdout)["changes"]] == [
+        ("intraday", "live", "shadow")
+    ]
+    assert client.hgetall(keys.flag("account_balance")) == {"stage": "off", "version": "7", "percent": "0"}
+    only_off = run("rollback", "--all")
+    assert only_off.exit_code == 0
+    assert "nothing to roll back" in only_off.stderr
+    assert client.hget(keys.flag("account_balance"), "stage") == "off"
+
+
+def test_enable_from_off_says_to_run_shadow_first(run, client, keys, prefix) -> None:  # type: ignore[no-untyped-def]
+    set_verdict(client, keys, "positions", "PASS", now_iso())
+    before = snapshot(client, prefix)
+    result = run("enable", "positions", "--force", "--reason", "x")
+    assert result.exit_code == 3
+    assert "run `thorcut shadow positions` first" in " ".join(result.stderr.split())
+    assert snapshot(client, prefix) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "start", "end"),
+    [("shadow", "off", "shadow"), ("off", "shadow", "off"), ("complete", "live", "complete")],
+)
+def test_wait_on_shadow_off_and_complete_reports_every_worker(  # type: ignore[no-untyped-def]
+    run, client, keys, prefix, redis_server: EmbeddedRedis, command: str, start: str, end: str
+) -> None:
+    set_flag(client, keys, "positions", start, 1, 100 if start == "live" else 0)
+    watcher = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES,
+                          worker_id="w-only")  # fmt: skip
+    watcher.start(wait=5)
+    try:
+        result = run(command, "positions", "--wait", "5")
+        assert result.exit_code == 0, result.stderr
+        assert f"positions: moved {start} → {end}" in result.stdout
+        assert "positions: all 1 workers applied version 2 in" in result.stdout
+        assert watcher.stage("positions").value == end
+    finally:
+        watcher.stop()
+
+
+def test_wait_on_a_change_that_changed_nothing_says_so(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "shadow", 1)
+    client.zadd(keys.workers, {"busy-worker": time.time() + 60})  # registered, but nothing to apply
+    result = run("disable", "positions", "--wait", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "positions is already shadow; nothing changed (version 1)" in result.stdout
+    assert "positions: nothing changed, so no worker has anything to apply; nothing to wait for" in result.stdout
+    assert "no backend worker is registered" not in result.stdout
+    doc = json.loads(run("shadow", "positions", "--wait", "--json").stdout)
+    assert doc["wait"] == [{"feature": "positions", "version": 1, "workers": [], "missing": [], "ms": None,
+                            "skipped": "unchanged"}]  # fmt: skip
+
+
+def test_wait_with_dry_run_says_nothing_was_written(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("shadow", "positions", "--dry-run", "--wait")
+    assert result.exit_code == 0, result.stderr
+    assert "positions: dry run, nothing written; nothing to wait for" in result.stdout
+
+
+# -- issue 9: tables stay readable where there is no terminal -------------------------------------
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_status_without_a_terminal_keeps_every_verdict_and_reason_whole(run, client, keys, store, columns: str) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW, reason="start parity on the positions feature today")
+    client.hset(keys.parity("positions"), mapping={"verdict": "PENDING", "judged_at": now_iso(), "paired": 3,
+                                                  "gaps": 0, "duplicates": 0})  # fmt: skip
+    set_flag(client, keys, "intraday", "shadow", 1)
+    set_verdict(client, keys, "intraday", "FAIL", now_iso())
+    result = run("status", env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= int(columns) for line in table), result.stdout  # other lines are never cut
+    assert "…" not in result.stdout
+    words = set(result.stdout.replace("│", " ").split())
+    for word in ("PENDING", "FAIL", "verdict", "start", "parity", "positions", "feature", "today",
+                 "account_balance", "global_market", "(WebSocket", "shadow)", "tester"):  # fmt: skip
+        assert word in words, (word, result.stdout)
+
+
+def test_status_at_200_columns_is_still_one_table_row_per_feature(run, store) -> None:  # type: ignore[no-untyped-def]
+    store.change("positions", Stage.SHADOW, reason="r")
+    result = run("status")
+    assert sum(1 for line in result.stdout.splitlines() if line.startswith("│ ")) == 4

@@ -43,7 +43,7 @@ Handler = Callable[[ServerConnection, int], Awaitable[None]]
 
 
 def env(type_: str, key: str, seq: int, **data: Any) -> dict[str, Any]:
-    """An envelope as DESIGN.md describes it, stamped now."""
+    """An envelope as docs/contracts.md describes it, stamped now."""
     return {"type": type_, "feature": type_, "key": key, "seq": seq, "ts": now_iso(), "data": data or {"n": seq}}
 
 
@@ -339,6 +339,32 @@ def test_tail_filters_by_feature_type_and_key(run, ws_server) -> None:  # type: 
     result = run("tail", "--url", server.url, "--type", "heartbeat", "--json", "--count", "1", "--duration", "10")
     assert [d["msg"]["type"] for d in ndjson(result.stdout)] == ["heartbeat"]
     assert server.paths[-1] == "/stream"
+
+
+def test_tail_feature_that_is_off_says_so_on_stderr_and_still_tails(run, ws_server, client, prefix) -> None:  # type: ignore[no-untyped-def]
+    # Issue 9: an off feature is broadcast by nobody; a silent tail looks like a broken backend.
+    server = ws_server(sender(env("positions", "DU1", 1), env("positions", "DU1", 2)))
+    result = run("tail", "--url", server.url, "--feature", "positions", "--count", "2", "--duration", "10")
+    assert result.exit_code == 0, result.stderr
+    assert "note: positions is off — the backend broadcasts nothing for it" in result.stderr
+    assert "run `thorcut shadow positions` to start broadcasting (tailing anyway)" in result.stderr
+    assert len(result.stdout.splitlines()) == 2  # and it tailed what did arrive
+
+    FlagStore(client, Keys(prefix), DEFAULT_FEATURES).change("positions", Stage.SHADOW)
+    shadowed = run("tail", "--url", server.url, "--feature", "positions", "--count", "1", "--duration", "10")
+    assert shadowed.exit_code == 0, shadowed.stderr
+    assert "is off" not in shadowed.stderr
+    unfiltered = run("tail", "--url", server.url, "--count", "1", "--duration", "10")
+    assert "is off" not in unfiltered.stderr  # no --feature: no stage to speak of
+
+
+def test_tail_feature_note_is_skipped_quietly_when_redis_is_away(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+    server = ws_server(sender(env("positions", "DU1", 1)))
+    result = run("tail", "--url", server.url, "--feature", "positions", "--count", "1", "--duration", "10",
+                 env={"THORCUT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "is off" not in result.stderr
+    assert len(result.stdout.splitlines()) == 1
 
 
 def test_feature_query_is_added_only_when_the_url_names_none() -> None:

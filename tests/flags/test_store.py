@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.conftest import set_flag, set_verdict
+from tests.redis_snapshot import snapshot
 from thorcut.compare.verdict import now_iso
 from thorcut.errors import EvidenceRefused, StaleVersion, TransitionRefused, UsageError
 from thorcut.features import TRANSITIONS, Stage
@@ -259,3 +260,75 @@ def test_enable_at_the_current_percent_is_a_noop_with_the_stored_version(
     assert not outcome.changed
     assert outcome.after.version == 2
     assert client.xlen(keys.audit) == 0
+
+
+# -- a rollback never turns a feature on (issue 9) ------------------------------------------------
+
+
+def test_rollback_of_an_off_feature_is_refused_and_writes_nothing(
+    store: FlagStore, client: redis.Redis, keys: Keys, prefix: str
+) -> None:
+    store.change("intraday", Stage.SHADOW)  # some history, so the snapshot is not empty
+    set_flag(client, keys, "positions", "off", 4)
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.changes)
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    before = snapshot(client, prefix)
+    with pytest.raises(TransitionRefused, match=r"positions is off: .* a rollback never turns a feature on"):
+        store.change("positions", Stage.SHADOW, rollback=True, reason="incident")
+    with pytest.raises(TransitionRefused, match="run `thorcut shadow positions`"):
+        store.change("positions", Stage.SHADOW, rollback=True, dry_run=True)
+    assert snapshot(client, prefix) == before
+    store.change("intraday", Stage.OFF)  # the next published change is this one: nothing came before it
+    assert json.loads(pubsub.get_message(timeout=1)["data"])["feature"] == "intraday"
+    pubsub.close()
+
+
+def test_rollback_planned_on_a_live_read_is_refused_once_the_feature_went_off(
+    store: FlagStore, client: redis.Redis, keys: Keys, prefix: str
+) -> None:
+    set_flag(client, keys, "positions", "live", 3, 100)
+    stale = store.read("positions")
+    plan = store._plan(Request("positions", Stage.SHADOW, rollback=True), stale, store.parity("positions"), False)
+    store.change("positions", Stage.SHADOW)
+    store.change("positions", Stage.OFF)  # someone else rolled back and turned it off meanwhile
+    before = snapshot(client, prefix)
+    assert store._commit_plans([plan], store._chain_head(), "late") is None  # the script's CAS says stale
+    assert snapshot(client, prefix) == before
+    with pytest.raises(TransitionRefused, match="positions is off"):
+        store.change("positions", Stage.SHADOW, rollback=True)
+    assert snapshot(client, prefix) == before
+
+
+def test_rollback_from_live_or_complete_still_goes_to_shadow_and_shadow_is_a_noop(
+    store: FlagStore, client: redis.Redis, keys: Keys
+) -> None:
+    for stage in ("live", "complete"):
+        set_flag(client, keys, "positions", stage, 3, 100)
+        outcome = store.change("positions", Stage.SHADOW, rollback=True)
+        assert (outcome.before.stage.value, outcome.after.stage) == (stage, Stage.SHADOW)
+    assert not store.change("positions", Stage.SHADOW, rollback=True).changed
+
+
+def test_rollback_all_never_touches_off_or_shadow_features(store: FlagStore, client: redis.Redis, keys: Keys) -> None:
+    set_flag(client, keys, "account_balance", "off", 6)
+    set_flag(client, keys, "positions", "live", 2, 10)
+    set_flag(client, keys, "intraday", "shadow", 4)
+    outcomes = store.rollback_all(reason="incident")
+    assert [(o.after.feature, o.after.stage) for o in outcomes] == [("positions", Stage.SHADOW)]
+    states = store.read_all()
+    assert (states["account_balance"].stage, states["account_balance"].version) == (Stage.OFF, 6)
+    assert (states["intraday"].stage, states["intraday"].version) == (Stage.SHADOW, 4)
+    assert [e.feature for e in store.history()] == ["positions"]
+
+
+def test_enable_from_off_is_refused_naming_the_shadow_command(
+    store: FlagStore, client: redis.Redis, keys: Keys, prefix: str
+) -> None:
+    _fresh_pass(client, keys)
+    before = snapshot(client, prefix)
+    with pytest.raises(
+        TransitionRefused, match=r"positions is off; it cannot go to live .*run `thorcut shadow positions` first"
+    ):
+        store.change("positions", Stage.LIVE, force=True, reason="even forced")
+    assert snapshot(client, prefix) == before

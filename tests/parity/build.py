@@ -82,3 +82,50 @@ def steady(feature_type: str = "account_balance", key: str = "DU1234", n: int = 
     for i in range(n):
         rec.pair(i * every, feature_type, key, i + 1, data if data is not None else balance(100_000.0 + i))
     return rec
+
+
+def plain_lines(rec: Recording, *, seed: int = 0) -> list[str]:
+    """The lines of ``rec`` as another tool would write them: only the fields docs/contracts.md requires
+    (REST lines lose ``type``, ``key`` and ``for_seq``), keys shuffled, ``json.dumps`` defaults."""
+    import random
+
+    rnd = random.Random(seed)
+
+    def shuffled(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            items = [(k, shuffled(v)) for k, v in obj.items()]
+            rnd.shuffle(items)
+            return dict(items)
+        if isinstance(obj, list):
+            return [shuffled(v) for v in obj]
+        return obj
+
+    out = [rec.lines[0]]
+    for line in rec.lines[1:]:
+        obj = json.loads(line)
+        if obj.get("src") == "rest":
+            for name in ("type", "key", "for_seq"):
+                obj.pop(name, None)
+        out.append(json.dumps(shuffled(obj)))
+    return out
+
+
+def write_plain(rec: Recording, path: Path, *, seed: int = 0) -> Path:
+    path.write_text("\n".join(plain_lines(rec, seed=seed)) + "\n")
+    return path
+
+
+def write_thorcut(rec: Recording, path: Path) -> Path:
+    """The lines of ``rec`` written through :class:`RecordingWriter`, as `diff --record` writes them."""
+    from thorcut.recording import RecordingWriter, RestRecord
+
+    with RecordingWriter(path, {}, created=at(0)) as w:
+        for line in rec.lines[1:]:
+            obj = json.loads(line)
+            if obj["src"] == "ws":
+                w.ws(obj["at"], msg=obj.get("msg"), raw=obj.get("raw"))
+            else:
+                w.rest(RestRecord(obj["at"], obj["feature"], obj["type"], obj["key"], obj["url"], obj["status"],
+                                  obj["elapsed_ms"], body=obj.get("body"), raw=obj.get("raw"),
+                                  error=obj.get("error"), for_seq=obj["for_seq"]))  # fmt: skip
+    return path

@@ -1,4 +1,4 @@
-"""Recordings as written and read: every record kind, the data-last layout, and exact JSON."""
+"""Recordings as written and read: every record kind, the data-last marker, and exact JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.parity.build import balance, envelope, steady
 from thorcut.jsonfast import loads
-from thorcut.recording import Body, RecordingError, RecordingReader, RecordingWriter, RestRecord, WsRecord
+from thorcut.recording import RecordingError, RecordingReader, RecordingWriter, RestRecord, WsRecord
 
 AT = "2026-11-24T14:00:00.000Z"
 
@@ -36,14 +36,13 @@ def test_every_record_kind_reads_back(tmp_path: Path) -> None:
 
     ws, raw, plain, ok, bad, err = roundtrip(tmp_path, write)
     assert isinstance(ws, WsRecord)
-    assert ws.data is not None  # data-last: the body is kept as text
-    assert {**ws.msg, "data": ws.data.value()} == msg
-    assert ws.data.value()["positions"][0]["quantity"] == 2**70  # exact, not a float
+    assert ws.msg == ws.message == msg
+    assert list(ws.msg) == list(msg)  # the key order as received
+    assert ws.msg["data"]["positions"][0]["quantity"] == 2**70  # exact, not a float
     assert (raw.raw, raw.msg) == ("not json {", None)
-    assert (plain.msg, plain.data) == ([1, 2], None)
+    assert plain.msg == [1, 2]
     assert isinstance(ok, RestRecord)
-    head = {k: v for k, v in msg.items() if k != "data"}
-    assert (ok.status, ok.for_seq, ok.body, ok.data and ok.data.value()) == (200, 7, head, msg["data"])
+    assert (ok.status, ok.for_seq, ok.type, ok.key, ok.body) == (200, 7, "positions", "DU1234", msg)
     assert (bad.status, bad.raw, bad.for_seq) == (502, "<html>", 8)
     assert (err.status, err.error, err.for_seq) == (None, "timeout", None)
 
@@ -69,9 +68,7 @@ def test_data_last_lines_put_data_last_and_say_so(tmp_path: Path) -> None:
 )
 def test_awkward_envelopes_read_back_exactly(tmp_path: Path, msg: dict) -> None:  # type: ignore[type-arg]
     (rec,) = roundtrip(tmp_path, lambda w: w.ws(AT, msg=msg))
-    body = rec.data.value() if rec.data is not None else rec.msg["data"]
-    rest = {k: v for k, v in rec.msg.items() if k != "data"}
-    assert {**rest, "data": body} == msg
+    assert rec.msg == msg
 
 
 def test_a_hand_made_line_without_the_marker_is_parsed_whole(tmp_path: Path) -> None:
@@ -79,11 +76,10 @@ def test_a_hand_made_line_without_the_marker_is_parsed_whole(tmp_path: Path) -> 
     path.write_text('{"thorcut_recording": 1}\n' + json.dumps({"at": AT, "src": "ws", "msg": envelope("x", "k", 1, 3)})
                     + "\n")  # fmt: skip
     (rec,) = list(RecordingReader(path))
-    assert rec.data is None
     assert rec.msg["data"] == 3
 
 
-def test_a_data_last_body_that_is_not_one_value_is_bad_input(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_data_last_line_with_a_member_after_data_is_bad_input(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rec = steady(n=2)
     bad = (
         '{"at":"%s","src":"ws","data_last":1,"msg":{"type":"account_balance","key":"DU1234","seq":3,'
@@ -93,12 +89,7 @@ def test_a_data_last_body_that_is_not_one_value_is_bad_input(run, tmp_path: Path
     rec.rest(1, "account_balance", "DU1234", 3, envelope("account_balance", "DU1234", 3, balance()))
     result = run("check", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")))
     assert result.exit_code == 2
-    assert "not one JSON value" in result.stderr
-
-
-def test_body_parses_once() -> None:
-    body = Body(b'{"a": [1, 2]}')
-    assert body.value() is body.value()
+    assert "line 6: the line is marked data_last, but 'data' is not the last member" in result.stderr
 
 
 def test_jsonfast_keeps_big_integers_exact_and_reports_errors() -> None:

@@ -21,6 +21,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
+from tests.conftest import set_flag, start_redis
+
 THRESHOLDS = "[features.positions.thresholds]\nmin_paired = 5\nmin_duration = 1\n"
 
 
@@ -41,7 +43,9 @@ class Backend:
 
 
 @pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client, keys) -> Iterator[Backend]:  # type: ignore[no-untyped-def]
+    """The backend, with positions in shadow in this test's Redis (check/diff refuse an off feature)."""
+    set_flag(client, keys, "positions", "shadow", 1)
     state = Backend()
     stop = threading.Event()
 
@@ -185,11 +189,78 @@ def test_mismatch_examples_land_in_the_bounded_list(run, backend: Backend, clien
     assert "request_id" in client.hget(keys.parity("positions"), "last_mismatch")
 
 
-def test_unreachable_redis_after_a_live_run_exits_4_but_shows_the_report(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_before_a_live_run_exits_4_at_once(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    """The stages are read first: no Redis, no sampling (its verdicts could not be stored either)."""
     from thorcut.devstack import free_port
 
-    result = run("check", "positions", "--duration", "1", "--redis-url", f"redis://u:pw@127.0.0.1:{free_port()}/0",
+    result = run("check", "positions", "--duration", "30", "--redis-url", f"redis://u:pw@127.0.0.1:{free_port()}/0",
                  "--timeout", "0.5")  # fmt: skip
     assert result.exit_code == 4
-    assert "positions" in result.stdout
+    assert "Redis at redis://u:***@127.0.0.1" in result.stderr
+    assert "--no-store judges without Redis" in result.stderr
+    assert result.stdout == ""  # nothing was sampled
+    assert backend.sent == 0
     assert ":pw@" not in result.stderr + result.stdout
+
+
+def test_no_store_judges_without_redis(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    from thorcut.devstack import free_port
+
+    result = run("check", "positions", "--duration", "1.5", "--no-store", "--json",
+                 "--redis-url", f"redis://127.0.0.1:{free_port()}/0", "--timeout", "0.5")  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "cannot read the features' stages" in result.stderr
+    assert json.loads(result.stdout)["features"]["positions"]["verdict"] == "PASS"
+
+
+def test_redis_lost_during_a_live_run_exits_4_but_shows_the_report(run, backend: Backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from thorcut.redisconn import Keys
+
+    private = start_redis(tmp_path / "redis")
+    try:
+        c = redis.Redis(port=private.port, decode_responses=True)
+        set_flag(c, Keys("lost"), "positions", "shadow", 1)
+        c.close()
+        # The stages are read at once; Redis is gone when the run ends and stores its verdict.
+        threading.Timer(1.0, private.stop).start()
+        result = run("check", "positions", "--duration", "2.5", "--redis-url", private.url, "--timeout", "0.5",
+                     env={"THORCUT_PREFIX": "lost"})  # fmt: skip
+    finally:
+        private.stop()
+    assert result.exit_code == 4, result.stdout + result.stderr
+    assert "positions" in result.stdout
+    assert "PASS" in result.stdout
+    assert "Redis at" in result.stderr
+
+
+def test_named_off_feature_is_refused_at_once(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "off", 2)
+    result = run("check", "positions", "--duration", "30")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: positions is off: the backend broadcasts nothing to judge — `thorcut shadow positions` starts "
+        "broadcasting it"
+    )
+    assert backend.sent == 0  # nothing was sampled
+    diff = run("diff", "positions", "--duration", "30")
+    assert diff.exit_code == 2
+    assert "thorcut shadow positions" in diff.stderr
+
+
+def test_all_skips_off_features_and_says_so(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    result = run("check", "--all", "--duration", "1.5", "--json", "--no-store")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert list(json.loads(result.stdout)["features"]) == ["positions"]
+    assert "skipping account_balance, intraday, global_market: off, nothing is broadcast" in result.stderr
+
+
+def test_every_feature_off_is_refused(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+    set_flag(client, keys, "positions", "off", 2)
+    for args in (("check",), ("check", "--all"), ("diff", "--all")):
+        result = run(*args, "--duration", "30")
+        assert result.exit_code == 2, args
+        assert "every feature is off" in result.stderr
+        assert "thorcut shadow F" in result.stderr
+    assert backend.sent == 0

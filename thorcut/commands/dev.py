@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from thorcut.config import load_settings, redact_url
-from thorcut.errors import ThorcutError, UsageError
+from thorcut.config import Settings, load_settings, redact_url
+from thorcut.errors import UsageError
 from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt
 from thorcut.output import err, out, print_json
 
@@ -22,13 +27,39 @@ def _progress(line: str) -> None:
     err().print(line, markup=False, soft_wrap=True)
 
 
+DEFAULT_PORT = 8000
+PortOpt = typer.Option(
+    None, "--port", min=1, max=65535, envvar="THORCUT_DEV_PORT", show_default=False,
+    help=f"Port of the backend (page, REST, WebSocket); default {DEFAULT_PORT}. `make demo PORT=…` sets it.",
+)  # fmt: skip
+
+
+@contextmanager
+def _stops_as_ctrl_c() -> Iterator[None]:
+    """While ``dev up`` starts things, SIGTERM and SIGHUP (a closed terminal) act as Ctrl-C,
+    so the clean-up that Ctrl-C runs also runs for them (issue 9)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 @app.command()
 def up(
     redis_url: RedisUrlOpt = None,
     config: ConfigOpt = None,
     state_dir: Path = StateDirOpt,
     workers: int = typer.Option(2, "--workers", min=1, max=32, help="ASGI worker processes behind the port."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the backend (page, REST, WebSocket)."),
+    port: int | None = PortOpt,
     tick: float = typer.Option(1.0, "--tick", min=0.01, help="Heartbeat interval in seconds."),
     no_backend: bool = typer.Option(False, "--no-backend", help="Start Redis only."),
     no_frontend: bool = typer.Option(False, "--no-frontend", help="Do not build the page (frontend/dist) first."),
@@ -36,58 +67,120 @@ def up(
 ) -> None:
     """Start the demo stack: Redis, then the page build and the Thor backend (migrate, seed, jobs, workers).
 
-    Example: thorcut dev up --workers 2
+    Example: thorcut dev up --port 8100
     """
-    from thorcut import devbackend, devstack
+    from thorcut import devstack, devstate
 
     settings = load_settings({"redis_url": redis_url}, config=config)
-    state = devstack.up(state_dir, settings.redis_url, min(settings.timeout, 1.0))
-    url = str(state["url"])
-    if not no_backend and not state.get("already_running"):
-        if not devstack.port_free(port):
-            raise UsageError(f"port {port} is in use; choose another with --port")
+    previous = devstate.read_state(state_dir)
+    with _stops_as_ctrl_c():
+        redis_state = devstack.up(state_dir, settings.redis_url, min(settings.timeout, 1.0), previous)
+        kept = bool(redis_state.pop("kept"))
+        state: dict[str, Any] = dict(redis_state)
         try:
-            state["backend"] = devbackend.up(state_dir, url, settings.prefix, port=port, workers=workers, tick=tick,
-                                             frontend=not no_frontend, note=_progress)  # fmt: skip
-        except ThorcutError:
-            if state.get("embedded"):
-                devstack.down(state_dir)
+            started = _ensure_backend(state, previous, settings, state_dir, kept=kept, port=port, workers=workers,
+                                      tick=tick, no_backend=no_backend, no_frontend=no_frontend)  # fmt: skip
+        except BaseException as exc:
+            if state["embedded"] and not kept:  # a Redis this run started goes with it
+                devstack.stop_redis(state)
+                (state_dir / devstate.STATE_FILE).unlink(missing_ok=True)
+            if isinstance(exc, KeyboardInterrupt):
+                err().print("Interrupted: stopped what `dev up` had started.")
             raise
-        devstack.save_state(state_dir, state)
+    state["already_running"] = kept and not started
+    _report(state, settings.redis_url, state_dir, kept=kept, as_json=as_json)
+
+
+def _ensure_backend(state: dict[str, Any], previous: dict[str, Any] | None, settings: Settings, state_dir: Path, *,
+                    kept: bool, port: int | None, workers: int, tick: float, no_backend: bool,
+                    no_frontend: bool) -> bool:  # fmt: skip
+    """Put the backend into ``state`` and save it: the one ``previous`` records if all of it still
+    runs against the ``kept`` Redis, else a new one (after stopping what is left of the old).
+    Return whether a backend was started. On failure the state file keeps the Redis only."""
+    from thorcut import devbackend, devstack, devstate
+
+    old = previous.get("backend") if previous else None
+    live, gone = devbackend.recorded_running(old) if isinstance(old, dict) else ([], [])
+    if live and isinstance(old, dict) and kept and port is not None and port != old.get("port") and not no_backend:
+        raise UsageError(f"the demo backend already runs at {old.get('url')}; run `thorcut dev down` first "
+                         f"to start it on port {port}")  # fmt: skip
+    if isinstance(old, dict) and (not kept or (gone and not no_backend)):
+        # Half a backend (a process died: its workers may linger on the port), or one whose Redis
+        # is gone: stop what is left of it, then start afresh.
+        stopped, _ = devbackend.stop_recorded(old)
+        if stopped:
+            _progress(f"Stopped what was left of the previous backend: {', '.join(stopped)}.")
+        live = []
+    if live and isinstance(old, dict):
+        state["backend"] = {**old, "processes": live, **devbackend.demo_login()}
+        devstate.save_state(state_dir, state)
+        return False
+    devstate.save_state(state_dir, state)
+    if no_backend:
+        return False
+    port = port or DEFAULT_PORT
+    if not devstack.port_free(port):
+        raise UsageError(f"port {port} is in use by another program; choose another with --port "
+                         "(or THORCUT_DEV_PORT; `make demo PORT=…`)")  # fmt: skip
+    url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
+    try:
+        state["backend"] = devbackend.up(
+            state_dir, url, settings.prefix, port=port, workers=workers, tick=tick, frontend=not no_frontend,
+            note=_progress, record=lambda backend: devstate.save_state(state_dir, {**state, "backend": backend}),
+        )  # fmt: skip
+    except BaseException:
+        devstate.save_state(state_dir, state)  # devbackend.up stopped what it started
+        raise
+    devstate.save_state(state_dir, state)
+    return True
+
+
+def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bool, as_json: bool) -> None:
+    url = str(state["url"])
     if as_json:
         print_json({**state, "url": redact_url(url)})
         return
     console = out()
-    if state.get("already_running"):
-        console.print(f"Demo Redis already running at {redact_url(url)} (pid {state['pid']}).")
+    if state["embedded"] and kept:
+        console.print(f"Demo Redis already running at {url} (pid {state['pid']}).", markup=False)
     elif state["embedded"]:
-        console.print(f"Started embedded Redis at {url} (pid {state['pid']}; data in {state_dir / 'redis'}).")
+        console.print(f"Started embedded Redis at {url} (pid {state['pid']}; data in {state_dir / 'redis'}).",
+                      markup=False)  # fmt: skip
     else:
-        console.print(f"Using the Redis at {redact_url(url)}.")
+        console.print(f"Using the Redis at {redact_url(url)} (it was already answering; `dev up` did not start it).",
+                      markup=False)  # fmt: skip
     backend = state.get("backend")
+    token = backend.get("token") if isinstance(backend, dict) else None
     if isinstance(backend, dict):
-        console.print(
-            f"Thor backend at {backend['url']} (WebSocket {backend['ws_url']}); logs in {backend['logs']}\n"
-            f"  the page:   {backend['page_url']} ({backend['frontend']})\n"
-            f"  demo login: {backend['user']} / {backend['password']} (account {backend['account']})\n"
-            f"  API token:  {backend['token']}",
-            markup=False,
-        )
+        pids = ", ".join(f"{p['name']} pid {p['pid']}" for p in backend["processes"])
+        built = f" ({backend['frontend']})" if "frontend" in backend else ""
+        lines = [
+            f"{'Thor backend' if token else 'Thor backend already running'} at {backend['url']} "
+            f"(WebSocket {backend['ws_url']}; {pids}); logs in {backend['logs']}",
+            f"  the page:   {backend['page_url']}{built}",
+            f"  demo login: {backend['user']} / {backend['password']} (account {backend['account']})",
+            f"  API token:  {token}" if token else
+            "  API token:  shown by the `dev up` that started it (`thorcut dev down`, then `dev up`, makes a new one)",
+        ]  # fmt: skip
+        console.print("\n".join(lines), markup=False)
+    else:
+        console.print("No backend (--no-backend); `thorcut dev up` without it starts one.")
     env = ""
-    if url != settings.redis_url:
+    if url != configured:
         env = f"THORCUT_REDIS_URL={url} "
-        console.print(f"\nPoint thorcut at it:  export THORCUT_REDIS_URL={url}")
+        console.print(f"\nPoint thorcut at it:  export THORCUT_REDIS_URL={url}", markup=False)
     if shutil.which("thorcut") is None:
         console.print(
-            f"\nthorcut is not on PATH; activate its virtualenv first:  . {Path(sys.prefix) / 'bin/activate'}"
+            f"\nthorcut is not on PATH; activate its virtualenv first:  . {Path(sys.prefix) / 'bin/activate'}",
+            markup=False,
         )
     console.print("\nNext, try:")
     if isinstance(backend, dict):
+        shown = token or "<the token>"
         console.print(f"  open {backend['page_url']} and log in as {backend['user']} / {backend['password']}"
                       " (each panel's badge shows REST or WebSocket as you go)", markup=False)  # fmt: skip
-        console.print(f"  export THORCUT_BACKEND_URL={backend['url']} THORCUT_TOKEN={backend['token']}",
-                      markup=False)  # fmt: skip
-        console.print(f"  curl -H 'Authorization: Bearer {backend['token']}' {backend['url']}/api/account/positions",
+        console.print(f"  export THORCUT_BACKEND_URL={backend['url']} THORCUT_TOKEN={shown}", markup=False)
+        console.print(f"  curl -H \"Authorization: Bearer $THORCUT_TOKEN\" {backend['url']}/api/account/positions",
                       markup=False)  # fmt: skip
     for line in (
         f"{env}thorcut status",

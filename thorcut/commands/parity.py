@@ -4,11 +4,23 @@
 CI gate (a short report, JUnit, GitHub annotations, and the exit code). Both judge live traffic or
 a recording (``--replay``, no network), and a live run stores its verdicts in Redis, where
 ``status`` shows them and ``enable`` gates on them.
+
+Every outcome but PASS leaves through :mod:`thorcut.errors` (``ParityFailed`` exit 1, ``Pending``
+exit 5, ``UsageError`` exit 2, ``Unreachable`` exit 4), so the CLI's one error boundary prints
+``Error: <summary>`` and the exit code; the report itself goes to stdout first.
+
+A live run reads the judged features' stages first: a feature that is ``off`` broadcasts
+nothing, so sampling it would only wait to report "0 paired samples". Named off features are
+refused at once (exit 2, naming ``thorcut shadow F``); with ``--all`` (or ``check``'s default of
+every feature) they are skipped and said so, and if none is left the run is refused. If Redis
+cannot be read for that, the run stops with exit 4 (its verdicts could not be stored either),
+unless ``--no-store``, which judges what was asked without Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from pathlib import Path
@@ -17,8 +29,9 @@ from typing import Annotated, Any
 import typer
 
 from thorcut.compare.shadow import FeatureReport, ShadowJudge
+from thorcut.compare.verdict import Verdict
 from thorcut.config import Settings, load_settings, redact_url
-from thorcut.errors import ExitCode, UsageError
+from thorcut.errors import ParityFailed, Pending, RedisUnavailable, UsageError
 from thorcut.features import check_feature
 from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
 from thorcut.output import err, out, print_json
@@ -29,12 +42,15 @@ app = typer.Typer()
 #: spans the first to the last event seen, which starts a little after the run does
 WINDOW_MARGIN = 5.0
 
+#: bounds of --duration (seconds) and --samples
+MIN_DURATION, MAX_DURATION = 0.1, 7 * 86400.0
+MAX_SAMPLES = 10**9
+
 DurationOpt = Annotated[
     float | None,
     typer.Option(
         "--duration",
-        min=0.1,
-        help="Seconds to sample (default: the longest minimum window + 5 s, so 65 s).",
+        help="Seconds to sample, 0.1 to 604800 (default: the longest minimum window + 5 s, so 65 s).",
     ),
 ]
 ReplayOpt = Annotated[
@@ -53,7 +69,7 @@ HeaderOpt = Annotated[
     typer.Option("--header", "-H", help="Extra 'Name: value' header for WebSocket and REST (repeatable)."),
 ]
 SamplesOpt = Annotated[
-    int | None, typer.Option("--samples", min=1, help="Paired samples needed for PASS (default 50).")
+    int | None, typer.Option("--samples", help="Paired samples needed for PASS, 1 to 10^9 (default 50).")
 ]
 NoStoreOpt = Annotated[
     bool, typer.Option("--no-store", help="Do not write the verdicts to Redis (live runs write them by default).")
@@ -70,6 +86,66 @@ def _features(settings: Settings, names: list[str], all_: bool, *, default_all: 
     for name in names:
         check_feature(name, settings.features)
     return list(dict.fromkeys(names))
+
+
+def _check_numbers(duration: float | None, samples: int | None) -> None:
+    """Refuse a --duration or --samples that would never end, or mean nothing (exit 2)."""
+    if duration is not None and not (math.isfinite(duration) and MIN_DURATION <= duration <= MAX_DURATION):
+        raise UsageError(f"--duration must be a number of seconds from {MIN_DURATION:g} to {MAX_DURATION:.0f} "
+                         f"(7 days), not {duration:g}; e.g. --duration 65 "
+                         "(left out: the longest minimum window + 5 s)")  # fmt: skip
+    if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+        shown = str(samples) if samples.bit_length() <= 64 else "a number that large"
+        raise UsageError(f"--samples must be a whole number from 1 to {MAX_SAMPLES:,}, not {shown}; e.g. --samples 50")
+
+
+def _broadcasting(settings: Settings, names: list[str], *, explicit: bool, timeout: float | None,
+                  no_store: bool) -> list[str]:  # fmt: skip
+    """The features of ``names`` worth sampling live: those not ``off`` in Redis.
+
+    Named off features are refused (UsageError); with --all they are skipped and said so on
+    stderr. Raises RedisUnavailable (exit 4) if the stages cannot be read, unless ``no_store``.
+    """
+    from thorcut.features import Stage
+    from thorcut.flags.store import FlagStore
+    from thorcut.redisconn import Keys, connect, translated
+
+    try:
+        client = connect(settings.redis_url, timeout or settings.timeout)
+        with translated(settings.redis_url):
+            stages = FlagStore(client, Keys(settings.prefix), settings.features).read_all()
+    except RedisUnavailable as exc:
+        if not no_store:
+            raise RedisUnavailable(f"{exc} (a live check reads the features' stages and stores its verdicts "
+                                   "there; --no-store judges without Redis)") from None  # fmt: skip
+        err().print(f"[yellow]cannot read the features' stages ({exc}); judging {', '.join(names)} as asked[/]",
+                    highlight=False)  # fmt: skip
+        return names
+    off = [n for n in names if stages[n].stage is Stage.OFF]
+    if not off:
+        return names
+    hint = f"`thorcut shadow {off[0]}` starts broadcasting it" if len(off) == 1 else "`thorcut shadow F` starts one"
+    if explicit:
+        which = f"{off[0]} is" if len(off) == 1 else f"{', '.join(off)} are"
+        raise UsageError(f"{which} off: the backend broadcasts nothing to judge — {hint} "
+                         "(or judge a recording with --replay FILE)")  # fmt: skip
+    left = [n for n in names if n not in off]
+    if not left:
+        raise UsageError(f"every feature is off: the backend broadcasts nothing to judge — {hint}")
+    err().print(f"skipping {', '.join(off)}: off, nothing is broadcast ({hint})", highlight=False)
+    return left
+
+
+def _summary(reports: dict[str, FeatureReport]) -> str:
+    """One line for the error boundary: "positions FAIL; 2 features PENDING (intraday, global_market)"."""
+    fail = [n for n, r in reports.items() if r.verdict is Verdict.FAIL]
+    pending = [n for n, r in reports.items() if r.verdict is Verdict.PENDING]
+    parts = [f"{', '.join(fail)} FAIL"] if fail else []
+    if len(pending) == 1:
+        parts.append(f"{pending[0]} PENDING")
+    elif pending:
+        parts.append(f"{len(pending)} features PENDING ({', '.join(pending)})")
+    return "; ".join(parts)
 
 
 def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | None, url: str | None,
@@ -119,23 +195,28 @@ def _run(*, features: list[str], all_: bool, default_all: bool, duration: float 
          record: Path | None, samples: int | None, url: str | None, backend_url: str | None,
          headers: list[str] | None, junit: Path | None, as_json: bool, no_store: bool, redis_url: str | None,
          timeout: float | None, config: Path | None, command: str) -> None:  # fmt: skip
-    from thorcut.report import exit_code, github_annotations, render, to_json, write_junit
+    from thorcut.report import github_annotations, render, to_json, write_junit
     from thorcut.shadowrun import replay as run_replay
 
+    _check_numbers(duration, samples)
     settings = load_settings({"redis_url": redis_url, "timeout": timeout, "backend_url": backend_url}, config=config)
-    names = _features(settings, features, all_, default_all=default_all)
     if replay is not None and (record is not None or url is not None):
         raise UsageError("--replay judges a recording; it cannot be combined with --record or --url")
-    judge = ShadowJudge(settings.manifest, names, min_paired=samples)
+    # A replay with no feature named judges the features the recording holds (docs/contracts.md, "Recordings").
+    named = bool(features) or all_
+    names = _features(settings, features, all_, default_all=default_all or (replay is not None and not named))
     started = time.monotonic()
     if replay is not None:
-        result = run_replay(judge, replay)
+        judge = ShadowJudge(settings.manifest, names, min_paired=samples, strict_json=True)
+        result = run_replay(judge, replay, named=named)
     else:
+        names = _broadcasting(settings, names, explicit=bool(features), timeout=timeout, no_store=no_store)
+        judge = ShadowJudge(settings.manifest, names, min_paired=samples)
         live_view = not as_json and sys.stderr.isatty() and command == "diff"
         result = _judge_live(settings, judge, duration=duration, url=url, headers=headers, record=record,
                              live_view=live_view)  # fmt: skip
     reports = result.reports
-    code = exit_code(reports)
+    summary = _summary(reports)
     meta = {"command": command, "source": result.source, "window_s": round(result.window_s, 3),
             "frames": result.frames, "non_json_frames": result.non_json, "rest_requests": result.rest_requests,
             "notices": result.notices}  # fmt: skip
@@ -146,7 +227,7 @@ def _run(*, features: list[str], all_: bool, default_all: bool, duration: float 
         print_json(to_json(reports, stored=stored, **meta))
     else:
         where = replay.name if replay is not None else f"{result.window_s:.0f} s live"
-        render(out(), reports, f"thorcut {command} · {where}", show_paths=command == "diff" or code != ExitCode.OK)
+        render(out(), reports, f"thorcut {command} · {where}", show_paths=command == "diff" or bool(summary))
         if result.non_json:
             out().print(f"{result.non_json} WebSocket frame(s) were not JSON (counted, not judged).", highlight=False)
     for line in github_annotations(reports):
@@ -154,8 +235,10 @@ def _run(*, features: list[str], all_: bool, default_all: bool, duration: float 
     sys.stdout.flush()
     if stored:
         _store(settings, reports, "live", timeout)
-    if code != ExitCode.OK:
-        raise typer.Exit(int(code))
+    if any(r.verdict is Verdict.FAIL for r in reports.values()):
+        raise ParityFailed(summary)
+    if summary:
+        raise Pending(summary)
 
 
 @app.command()

@@ -42,11 +42,19 @@ def _change(
     redis_url: str | None,
     timeout: float | None,
     config: Any,
+    rollback: bool = False,
 ) -> None:
     session = open_session(redis_url, timeout, config)
     check_feature(feature, session.settings.features)
     outcome = session.store.change(
-        feature, to, percent=percent, reason=reason, force=force, expect_version=expect_version, dry_run=dry_run
+        feature,
+        to,
+        percent=percent,
+        reason=reason,
+        force=force,
+        expect_version=expect_version,
+        dry_run=dry_run,
+        rollback=rollback,
     )
     _report([outcome], session.store, wait, as_json)
 
@@ -89,14 +97,24 @@ def _describe(o: Outcome) -> Any:
 def _wait(store: FlagStore, o: Outcome, seconds: float) -> dict[str, Any]:
     """Poll the acks of ``o``'s version until every live worker has one, or ``seconds`` pass."""
     feature, version = o.after.feature, o.after.version
-    result: dict[str, Any] = {"feature": feature, "version": version, "workers": [], "missing": [], "ms": None}
+    result: dict[str, Any] = {
+        "feature": feature,
+        "version": version,
+        "workers": [],
+        "missing": [],
+        "ms": None,
+        # Why nothing was waited for: "unchanged", "dry_run" or "no_workers"; None if waited.
+        "skipped": None,
+    }
     if not o.changed or o.dry_run:
+        result["skipped"] = "dry_run" if o.dry_run else "unchanged"
         return result
     start_wall, start = time.time(), time.perf_counter()
     deadline = start + seconds
     workers = store.live_workers()
     result["workers"] = workers
     if not workers:
+        result["skipped"] = "no_workers"
         return result
     while True:
         acks = store.acks(feature, version)
@@ -118,7 +136,11 @@ def _wait(store: FlagStore, o: Outcome, seconds: float) -> dict[str, Any]:
 
 
 def _describe_wait(w: dict[str, Any]) -> Any:
-    if w["ms"] is None and not w["missing"] and not w["workers"]:
+    if w["skipped"] == "unchanged":
+        return safe(f"{w['feature']}: nothing changed, so no worker has anything to apply; nothing to wait for")
+    if w["skipped"] == "dry_run":
+        return safe(f"{w['feature']}: dry run, nothing written; nothing to wait for")
+    if w["skipped"] == "no_workers":
         return safe(f"{w['feature']}: no backend worker is registered, so nothing acknowledged it; nothing to wait for")
     if w["missing"]:
         return safe(f"{w['feature']}: {len(w['missing'])} of {len(w['workers'])} workers did not acknowledge")
@@ -131,6 +153,7 @@ def shadow(
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
+    wait: WaitOpt = None,
     as_json: JsonOpt = False,
     redis_url: RedisUrlOpt = None,
     timeout: TimeoutOpt = None,
@@ -138,7 +161,7 @@ def shadow(
 ) -> None:
     """Start broadcasting a feature while clients keep reading REST (off → shadow).
 
-    Example: thorcut shadow positions --reason "start parity"
+    Example: thorcut shadow positions --reason "start parity" --wait
     """
     _change(
         feature,
@@ -146,7 +169,7 @@ def shadow(
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
-        wait=None,
+        wait=wait,
         as_json=as_json,
         redis_url=redis_url,
         timeout=timeout,
@@ -202,11 +225,14 @@ def disable(
 ) -> None:
     """Roll a feature back to REST at once (live|complete → shadow); never gated.
 
+    Refused (exit 3) for a feature that is off: a rollback never starts broadcasting.
+
     Example: thorcut disable positions --reason "mismatch on avg_price" --wait
     """
     _change(
         feature,
         Stage.SHADOW,
+        rollback=True,
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
@@ -224,6 +250,7 @@ def off(
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
+    wait: WaitOpt = None,
     as_json: JsonOpt = False,
     redis_url: RedisUrlOpt = None,
     timeout: TimeoutOpt = None,
@@ -239,7 +266,7 @@ def off(
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
-        wait=None,
+        wait=wait,
         as_json=as_json,
         redis_url=redis_url,
         timeout=timeout,
@@ -253,6 +280,7 @@ def complete(
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
+    wait: WaitOpt = None,
     as_json: JsonOpt = False,
     redis_url: RedisUrlOpt = None,
     timeout: TimeoutOpt = None,
@@ -268,7 +296,7 @@ def complete(
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
-        wait=None,
+        wait=wait,
         as_json=as_json,
         redis_url=redis_url,
         timeout=timeout,

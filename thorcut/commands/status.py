@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 import redis
 import typer
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -20,8 +21,8 @@ from thorcut.config import Settings, redact_url
 from thorcut.features import Stage
 from thorcut.flags.rollout import bad_override, env_override, reads_from
 from thorcut.flags.store import FlagState
-from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
-from thorcut.output import ago, out, print_json, safe
+from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, Seconds, TimeoutOpt
+from thorcut.output import ago, fit_table, out, print_json, safe
 from thorcut.session import Session, open_session
 
 app = typer.Typer()
@@ -54,6 +55,11 @@ class Snapshot:
             "ignored_value": bad_override(var, os.environ),
         }
 
+    def signature(self) -> tuple[Any, ...]:
+        """What the view shows, minus the ages that tick: equal signatures show the same state."""
+        parity = {n: p.raw for n, p in self.parity.items()}
+        return (self.flags, parity, sorted(self.workers), self.worker_overrides)
+
     def to_dict(self) -> dict[str, Any]:
         rows = []
         for name in self.settings.features:
@@ -84,7 +90,12 @@ class Snapshot:
             return None
         return Text(f"{o['variable']}: " + "; ".join(parts), style="magenta")
 
-    def __rich__(self) -> Group:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.render(console, options.max_width)
+
+    def render(self, console: Console, width: int) -> Group:
+        """The table, or where it cannot fit without cutting words (``COLUMNS=60``), one block
+        per feature with the same facts."""
         now = datetime.now(UTC)  # ages tick on every redraw without another read
         table = Table(title="thorcut cutover status", title_justify="left")
         table.add_column("feature", no_wrap=True)
@@ -95,6 +106,7 @@ class Snapshot:
         table.add_column("parity", ratio=1)
         table.add_column("stream", ratio=1)
         notes: list[Text] = []
+        blocks: list[Text] = []
         for name in self.settings.features:
             state, parity = self.flags[name], self.parity[name]
             stage = Text(state.stage.value, style=_STAGE_STYLE[state.stage])
@@ -118,8 +130,16 @@ class Snapshot:
                 verdict.append(f" · {ago(parity.judged_at, now)}", style="dim")
             health = parity.health()
             stream = Text(health or "—", style="dim" if health in (None, "ok") else "red")
-            table.add_row(name, stage, reads_from(state.stage, state.percent), str(state.version), change, verdict,
-                          stream)  # fmt: skip
+            reads = reads_from(state.stage, state.percent)
+            table.add_row(name, stage, reads, str(state.version), change, verdict, stream)
+            block = Text(name, style="bold")
+            block.append("  ")
+            block.append_text(stage)
+            block.append(f" · clients read {reads} · version {state.version}")
+            for label, value in (("last change", change), ("parity", verdict), ("stream", stream)):
+                block.append(f"\n  {label}: ")
+                block.append_text(value)
+            blocks.append(block)
         footer = Text(
             f"Redis {redact_url(self.settings.redis_url)} · prefix {self.settings.prefix} · "
             f"{len(self.workers)} backend worker(s) registered",
@@ -127,6 +147,8 @@ class Snapshot:
         )
         if self.error:
             footer.append(f"\n{self.error}", style="bold red")
+        if not fit_table(console, table, width):
+            return Group(Text("thorcut cutover status", style="italic"), *blocks, *notes, footer)
         return Group(table, *notes, footer)
 
 
@@ -142,21 +164,31 @@ def read_snapshot(session: Session) -> Snapshot:
     )
 
 
+#: How often ``status --watch`` re-reads everything, whatever the notifications say: verdicts,
+#: worker registrations and their expiry are written with no notification (issue 9).
+WATCH_REREAD_S = 0.5
+
+
 @app.command()
 def status(
     as_json: JsonOpt = False,
-    watch: bool = typer.Option(False, "--watch", help="Redraw on every change notification (Ctrl-C to stop)."),
+    watch: bool = typer.Option(
+        False, "--watch", help="Keep showing the current state: redraw on every change, re-read twice a second "
+        "(Ctrl-C to stop). With --json, one document per change."),
+    watch_for: float | None = typer.Option(
+        None, "--watch-for", parser=Seconds(minimum=0.0), metavar="SECONDS",
+        help="With --watch: stop after this many seconds (exit 0)."),
     redis_url: RedisUrlOpt = None,
     timeout: TimeoutOpt = None,
     config: ConfigOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Show each feature's stage, where clients read from, parity verdict and last change.
 
     Example: thorcut status --json
     """
     session = open_session(redis_url, timeout, config)
-    if watch:
-        _watch(session, as_json)
+    if watch or watch_for is not None:
+        _watch(session, as_json, watch_for)
         return
     snap = read_snapshot(session)
     if as_json:
@@ -165,8 +197,13 @@ def status(
         out().print(snap)
 
 
-def _watch(session: Session, as_json: bool) -> None:
-    """Redraw on ``{prefix}:changes`` notifications; keep the last view while Redis is away."""
+def _watch(session: Session, as_json: bool, watch_for: float | None) -> None:
+    """Show the state until Ctrl-C (or ``watch_for`` seconds): at once on a ``{prefix}:changes``
+    notification, and from a fresh read every :data:`WATCH_REREAD_S` — what other processes write
+    without notifying (a verdict from a live ``diff`` or another tool, workers registering or
+    lapsing) shows within a second. On a terminal one view is redrawn in place; elsewhere (and
+    with ``--json``) a new view is printed each time what it shows changes. While Redis is away
+    the last known state stays, marked as such."""
     from rich.live import Live
 
     from thorcut.flags.watcher import FlagWatcher
@@ -183,32 +220,38 @@ def _watch(session: Session, as_json: bool) -> None:
     )
     # Subscribed and synced before the first frame, so no change falls between read and watch.
     watcher.start(wait=settings.timeout)
-    resyncs = watcher.resyncs
     changed.clear()
     snap = read_snapshot(session)
-    try:
+    console = out()
+    in_place = not as_json and console.is_terminal
+    deadline = None if watch_for is None else time.monotonic() + watch_for
+
+    def show() -> None:
         if as_json:
             print_json(snap.to_dict())
-        with nullcontext() if as_json else Live(snap, console=out(), refresh_per_second=1):
-            while True:
-                changed.wait(0.5)
-                if watcher.resyncs != resyncs:  # reconnected: the full state may have moved
-                    resyncs = watcher.resyncs
-                    changed.set()
-                if not changed.is_set():
-                    if not watcher.connected and not snap.error:
-                        snap.error = "Redis unreachable — showing the last known state; reconnecting…"
-                    continue
+        elif not in_place:
+            console.print(snap)
+
+    shown = (snap.signature(), snap.error)
+    show()
+    try:
+        with Live(snap, console=console, refresh_per_second=1) if in_place else nullcontext() as live:
+            while deadline is None or time.monotonic() < deadline:
+                left = WATCH_REREAD_S if deadline is None else min(WATCH_REREAD_S, deadline - time.monotonic())
+                changed.wait(max(left, 0))
                 changed.clear()
                 try:
                     new = read_snapshot(session)
                 except (redis.ConnectionError, redis.TimeoutError):
                     snap.error = "Redis unreachable — showing the last known state; reconnecting…"
-                    continue
-                new.error = ""
-                snap.__dict__.update(new.__dict__)
-                if as_json:
-                    print_json(snap.to_dict())
+                else:
+                    snap.__dict__.update(new.__dict__)  # new.error is ""
+                now = (snap.signature(), snap.error)
+                if now != shown:
+                    shown = now
+                    show()
+                    if live is not None:
+                        live.refresh()
     except KeyboardInterrupt:
         pass
     finally:

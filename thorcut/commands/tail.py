@@ -22,9 +22,9 @@ from thorcut.compare.health import Event, StreamHealth, as_seq, path_get
 from thorcut.compare.verdict import parse_iso
 from thorcut.config import Settings, load_settings
 from thorcut.errors import ThorcutError
-from thorcut.features import check_feature
+from thorcut.features import Stage, check_feature
 from thorcut.manifest import Locators
-from thorcut.options import ConfigOpt
+from thorcut.options import ConfigOpt, Seconds
 from thorcut.output import safe
 from thorcut.recording import RecordingWriter
 from thorcut.stream import Frame, Notice, StreamClient
@@ -358,6 +358,37 @@ def _reader_left() -> None:
         pass
 
 
+def _warn_if_off(settings: Settings, features: list[str]) -> None:
+    """Say on stderr when a feature asked for is ``off``: the backend broadcasts nothing for it.
+
+    Best effort: the stage lives in Redis, which tail does not otherwise need, so an unreachable
+    Redis (or one with no flags) stays silent and the tail goes on either way.
+    """
+    if not features:
+        return
+    import redis
+
+    from thorcut.flags.store import FlagStore
+    from thorcut.redisconn import Keys, connect
+
+    try:
+        client = connect(settings.redis_url, min(settings.timeout, 0.5))
+        try:
+            states = FlagStore(client, Keys(settings.prefix), settings.features).read_all()
+        finally:
+            client.close()
+    except (ThorcutError, redis.RedisError, OSError):
+        return
+    console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    for name in features:
+        if states[name].stage is Stage.OFF:
+            console.print(
+                safe(f"note: {name} is off — the backend broadcasts nothing for it, so no {name} message will "
+                     f"arrive; run `thorcut shadow {name}` to start broadcasting (tailing anyway)"),
+                style="yellow",
+            )  # fmt: skip
+
+
 FeatureOpt = Annotated[
     list[str] | None,
     typer.Option("--feature", "-f", show_default=False,
@@ -375,7 +406,11 @@ NdjsonOpt = Annotated[
 ]  # fmt: skip
 RecordOpt = Annotated[Path | None, typer.Option("--record", help="Also write the shown frames to this recording.")]
 CountOpt = Annotated[int | None, typer.Option("--count", "-n", min=1, help="Stop after this many shown messages.")]
-DurationOpt = Annotated[float | None, typer.Option("--duration", min=0.001, help="Stop after this many seconds.")]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option("--duration", parser=Seconds(minimum=0.001, allow_minimum=True), metavar="SECONDS",
+                 help="Stop after this many seconds."),
+]  # fmt: skip
 UrlOpt = Annotated[
     str | None,
     typer.Option("--url", show_default=False,
@@ -388,8 +423,8 @@ HeaderOpt = Annotated[
 ]  # fmt: skip
 HandshakeTimeoutOpt = Annotated[
     float | None,
-    typer.Option("--timeout", min=0.01, help="Seconds to wait for the handshake before exit 4 (default 2; "
-                 "THORCUT_TIMEOUT)."),
+    typer.Option("--timeout", parser=Seconds(minimum=0.01, allow_minimum=True), metavar="SECONDS",
+                 help="Seconds to wait for the handshake before exit 4 (default 2; THORCUT_TIMEOUT)."),
 ]  # fmt: skip
 
 
@@ -421,6 +456,7 @@ def tail(
     wanted = [check_feature(f, settings.features) for f in dict.fromkeys(feature or [])]
     target = with_features(ws_url(settings, url), wanted)
     headers = auth_headers(settings, header)
+    _warn_if_off(settings, wanted)
     filt = Filter(
         types=frozenset(type_) if type_ else None,
         feature_types=frozenset(t for f in wanted for t in settings.manifest.get(f).types) if wanted else None,

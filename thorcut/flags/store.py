@@ -1,4 +1,4 @@
-"""The flag store: read and change feature stages in Redis (DESIGN.md, "Redis keys").
+"""The flag store: read and change feature stages in Redis (docs/contracts.md, "Redis keys").
 
 Every change is one Lua script that compare-and-sets the feature's ``version`` (and the audit
 chain head, and for ``enable`` the PASS verdict it relied on), writes the flag hash, appends
@@ -94,6 +94,16 @@ class FlagState:
         }
 
 
+def _check_text(value: str, what: str) -> None:
+    """Raise UsageError if ``value`` cannot be stored as UTF-8: bytes that were not UTF-8 on the
+    command line reach Python as lone surrogates, which neither Redis' cjson nor redis-py accept."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise UsageError(f"{what} is not valid UTF-8 text ({shown!r}); write it in UTF-8") from None
+
+
 def _int(raw: str | None, default: int) -> int:
     try:
         return int(raw) if raw is not None else default
@@ -108,6 +118,7 @@ class Request:
     feature: str
     to: Stage
     percent: int | None = None
+    rollback: bool = False  # `disable`: only live|complete → shadow; never turns a feature on
 
 
 @dataclass(frozen=True)
@@ -219,24 +230,34 @@ class FlagStore:
         force: bool = False,
         expect_version: int | None = None,
         dry_run: bool = False,
+        rollback: bool = False,
     ) -> Outcome:
         """Move ``feature`` to ``to`` atomically and return what happened.
+
+        With ``rollback`` (``thorcut disable``) the move is only ever live|complete → shadow:
+        a feature that is ``off`` is refused, because a rollback never starts broadcasting.
 
         Raises :class:`TransitionRefused` for a move the stage machine forbids,
         :class:`EvidenceRefused` when entering ``live`` without a valid PASS (unless ``force``),
         :class:`StaleVersion` when ``expect_version`` is not the stored version.
         """
+        _check_text(reason, "--reason")
         if force and not reason.strip():
             raise UsageError("--force needs --reason explaining why the parity gate is overridden")
         if percent is not None and not 0 <= percent <= 100:
             raise UsageError(f"percent must be between 0 and 100, not {percent}")
-        outcomes = self._apply([Request(feature, to, percent)], reason, force, expect_version, dry_run)
+        outcomes = self._apply([Request(feature, to, percent, rollback)], reason, force, expect_version, dry_run)
         return outcomes[0]
 
     def rollback_all(self, *, reason: str = "", dry_run: bool = False) -> list[Outcome]:
         """Move every live or complete feature back to shadow in one atomic step."""
+        _check_text(reason, "--reason")
         current = self.read_all()
-        wanted = [Request(f, Stage.SHADOW) for f, s in current.items() if s.stage in (Stage.LIVE, Stage.COMPLETE)]
+        wanted = [
+            Request(f, Stage.SHADOW, rollback=True)
+            for f, s in current.items()
+            if s.stage in (Stage.LIVE, Stage.COMPLETE)
+        ]
         if not wanted:
             return []
         return self._apply(wanted, reason, False, None, dry_run, only_if_still_rollbackable=True)
@@ -279,9 +300,25 @@ class FlagStore:
         raise StaleVersion("gave up after losing the race for this change too many times; retry", current=-1)
 
     def _plan(self, r: Request, before: FlagState, parity: ParityRecord, force: bool) -> _Plan:
-        """Return the state after ``r``; raise if the stage machine or the gate refuses it."""
+        """Return the state after ``r``; raise if the stage machine or the gate refuses it.
+
+        Decided on the state read in this attempt; the script's compare-and-set on ``version``
+        makes sure the commit happens only if that state is still the stored one, so a refusal
+        or a no-op is never based on a stale read (and writes nothing).
+        """
+        if r.rollback and before.stage is Stage.OFF:
+            raise TransitionRefused(
+                f"{r.feature} is off: nothing is broadcast and every client reads REST, so there is nothing "
+                "to roll back — a rollback never turns a feature on. To start broadcasting it, run "
+                f"`thorcut shadow {r.feature}`"
+            )
         if before.stage == r.to and r.to is not Stage.LIVE:
             return _Plan(before, before)
+        if before.stage is Stage.OFF and r.to is Stage.LIVE:
+            raise TransitionRefused(
+                f"{r.feature} is off; it cannot go to live from there — run `thorcut shadow {r.feature}` first, "
+                "let parity reach PASS (`thorcut diff`/`check`), then enable it"
+            )
         if not allowed(before.stage, r.to):
             raise TransitionRefused(
                 f"{r.feature} is {before.stage.value}; it cannot go to {r.to.value} from there "

@@ -35,7 +35,7 @@ from thor_trading import faults
 
 log = logging.getLogger("thor.heartbeat")
 
-#: A ``heartbeat`` envelope goes out on every tick divisible by this (DESIGN.md, "The features").
+#: A ``heartbeat`` envelope goes out on every tick divisible by this (docs/contracts.md, "Heartbeat").
 HEARTBEAT_EVERY = 30
 #: The fastest supported tick.
 MIN_TICK = 0.01

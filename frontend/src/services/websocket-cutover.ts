@@ -6,7 +6,7 @@
  * backend has already applied the sticky percent bucket for the client id, so `source` is final.
  * The REST answer and a pushed message can arrive in either order, so per feature the highest
  * `version` wins and a lower one never overrides it. Before any flags arrive every feature is
- * `off` (REST), the safe default (DESIGN.md, "Stages").
+ * `off` (REST), the safe default (docs/contracts.md, "Environment overrides").
  */
 
 import { FEATURES, isFeature } from "../types";
