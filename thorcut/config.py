@@ -95,7 +95,7 @@ def redact_url(url: str) -> str:
     except ValueError:  # e.g. "ws://[": still show it, with anything before an "@" hidden
         return re.sub(r"(?<=://)[^/?#]*@", "***@", url)
     if not parts.netloc and "@" in parts.path:  # no "//": "user:pass@host" parses as scheme "user"
-        return "***@" + url.rsplit("@", 1)[1]
+        return redact_url("//***@" + url.rsplit("@", 1)[1])  # the query may hold secrets too
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)

@@ -145,6 +145,7 @@ def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
         ("redis://s3cret@host", "redis://***@host"),
         ("unix:///run/redis.sock?password=s3cret&db=2", "unix:///run/redis.sock?password=***&db=2"),
         ("redis://host:6379/0", "redis://host:6379/0"),
+        ("user:s3cret@host:1?password=s3cret", "***@host:1?password=***"),  # no scheme: query too
     ],
 )
 def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
