@@ -181,3 +181,21 @@ def test_bad_urls_in_the_file_name_the_file(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "thorcut.toml").write_text('backend_url = "http://["\n')
     with pytest.raises(ConfigError, match=r"bad backend URL in .*thorcut.toml: backend_url"):
         load_settings({}, env={}).require("backend_url")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('env_override = ["WS_X"]', "env_override must be the name of an environment variable"),
+        ('types = "positions"', "types must be a list of strings"),
+        ("ignore = [1, 2]", "ignore must be a list of strings"),
+    ],
+)
+def test_feature_fields_of_the_wrong_type_are_config_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, message: str
+) -> None:
+    # Found by tests/commands/test_hostile_inputs.py: a list as env_override reached `status` as a TypeError.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thorcut.toml").write_text(f"[features.positions]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, env={})

@@ -92,8 +92,9 @@ def redact_url(url: str) -> str:
     """Return ``url`` with any password (and token-like query values) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-    except ValueError:  # e.g. "ws://[": still show it, with anything before an "@" hidden
-        return re.sub(r"(?<=://)[^/?#]*@", "***@", url)
+    except ValueError:  # e.g. "ws://[": still show it, with anything before an "@" and secrets hidden
+        hidden = re.sub(r"(?<=://)[^/?#]*@", "***@", url)
+        return re.sub(r"(?i)((?:password|token|secret|key)=)[^&#]*", r"\1***", hidden)
     if not parts.netloc and "@" in parts.path:  # no "//": "user:pass@host" parses as scheme "user"
         return redact_url("//***@" + url.rsplit("@", 1)[1])  # the query may hold secrets too
     netloc = parts.netloc

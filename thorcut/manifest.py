@@ -182,9 +182,16 @@ def _feature(name: str, raw: Any, base: FeatureSpec | None) -> FeatureSpec:
     spec = base
     try:
         for key, value in raw.items():
-            if key in _SIMPLE:
-                value = value if isinstance(value, str) else tuple(str(v) for v in value)
-                spec = replace(spec, **cast(dict[str, Any], {key: value}))
+            if key == "env_override":
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{where}.env_override must be the name of an environment variable, "
+                                      f"such as \"WS_FEATURE_{name.upper()}\", not {value!r}")  # fmt: skip
+                spec = replace(spec, env_override=value)
+            elif key in _SIMPLE:  # lists of strings: a lone string would be read letter by letter
+                if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{where}.{key} must be a list of strings, such as [\"a\", \"b\"], "
+                                      f"not {value!r}")  # fmt: skip
+                spec = replace(spec, **cast(dict[str, Any], {key: tuple(value)}))
             elif key == "rest":
                 spec = replace(spec, rest=tuple(Endpoint(str(e["type"]), str(e["path"])) for e in value))
             elif key in ("ws", "rest_locators"):

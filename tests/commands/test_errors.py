@@ -146,6 +146,7 @@ def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
         ("unix:///run/redis.sock?password=s3cret&db=2", "unix:///run/redis.sock?password=***&db=2"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("user:s3cret@host:1?password=s3cret", "***@host:1?password=***"),  # no scheme: query too
+        ("redis://user:s3cret@[:1?password=s3cret", "redis://***@[:1?password=***"),  # does not parse
     ],
 )
 def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
