@@ -36,7 +36,7 @@ test-frontend:
 test: lint test-frontend
 	$(BIN)/pytest
 	THOR_TEST_POSTGRES=$(THOR_TEST_POSTGRES) $(BIN)/pytest -q -p no:cacheprovider \
-		tests/backend/test_jobs.py tests/backend/test_rest.py tests/backend/test_stack.py
+		tests/backend/test_jobs.py tests/backend/test_rest.py tests/backend/test_openapi.py tests/backend/test_stack.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/flag_propagation.py

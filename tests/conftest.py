@@ -93,7 +93,10 @@ def run(cli_env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 
 def set_flag(client: redis.Redis, keys: Keys, feature: str, stage: str, version: int, percent: int = 0) -> None:
-    """Test setup: put a feature straight into a stage (no audit entry, no notification)."""
+    """Test setup: put a feature straight into a stage (no audit entry, no notification) of a store
+    that has an epoch (``meta`` is written if missing, so the store does not read as reset)."""
+    client.hsetnx(keys.meta, "epoch", "seeded")
+    client.hsetnx(keys.meta, "created_at", "2026-01-01T00:00:00.000Z")
     client.hset(keys.flag(feature), mapping={"stage": stage, "version": version, "percent": percent})
 
 

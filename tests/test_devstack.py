@@ -46,3 +46,44 @@ def test_free_port_never_hands_out_the_same_port_twice_and_skips_time_wait() -> 
     for port in ports:
         with socket.socket() as s:  # bindable even without SO_REUSEADDR
             s.bind(("127.0.0.1", port))
+
+
+def test_persistent_redis_keeps_an_older_snapshot_and_switches_to_the_aof(tmp_path: Path) -> None:
+    """A `.thorcut/redis` from before issue 10 holds a dump.rdb only: its data survives the switch to the AOF."""
+    import os
+    import signal
+    import time
+
+    import redis
+
+    from thorcut.devstack import EmbeddedRedis, find_redis_server
+
+    binary = find_redis_server()
+    assert binary is not None
+    old = EmbeddedRedis(binary, free_port(), tmp_path).start(save=True)
+    redis.Redis(port=old.port).set("flag", "kept")
+    redis.Redis(port=old.port).save()
+    old.stop()
+    assert (tmp_path / "dump.rdb").exists()
+    assert not old.has_aof()
+    new = EmbeddedRedis(binary, free_port(), tmp_path).start(persist=True)
+    try:
+        client = redis.Redis(port=new.port, decode_responses=True)
+        assert client.get("flag") == "kept"
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        client.set("after", "switch")
+        for _ in range(1000):  # the AOF is written from the loaded snapshot in the background
+            if not client.info("persistence")["aof_rewrite_in_progress"]:
+                break
+            time.sleep(0.01)
+    finally:
+        assert new.process is not None
+        os.kill(new.process.pid, signal.SIGKILL)  # a crash: nothing is saved on the way out
+        new.process.wait(5)
+    assert new.has_aof()
+    again = EmbeddedRedis(binary, free_port(), tmp_path).start(persist=True)
+    try:
+        client = redis.Redis(port=again.port, decode_responses=True)
+        assert (client.get("flag"), client.get("after")) == ("kept", "switch")
+    finally:
+        again.stop()

@@ -173,6 +173,8 @@ COMMANDS = {
     "complete": "stages",
     "rollback": "stages",
     "history": "history",
+    "backup": "backup",
+    "restore": "backup",
     "tail": "tail",
     "diff": "parity",
     "check": "parity",

@@ -1,5 +1,5 @@
-"""The Thor backend part of ``thorcut dev up``: the page build, migrate, seed, demo user, job runner,
-ASGI workers.
+"""The Thor backend part of ``thorcut dev up``: the page build, migrate, seed, demo user, two job
+runners (one leads, one stands by), ASGI workers.
 
 The backend lives in ``backend/`` next to the ``thorcut`` package of a checkout. Everything runs
 as child processes in their own sessions (they outlive ``dev up``), logging to
@@ -21,8 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from redis.exceptions import RedisError
+
 from thorcut import devfrontend, devprocs
 from thorcut.errors import ThorcutError, Unreachable, UsageError
+from thorcut.redisconn import Keys, connect
 
 DEMO_USER, DEMO_PASSWORD, DEMO_ACCOUNT = "demo", "demo-pass", "DU1234"
 
@@ -116,6 +119,68 @@ def _wait_healthy(url: str, pids: list[int], logs: list[Path], timeout: float = 
 
 #: What each backend process's command line holds, by the role recorded in the state file.
 MARKERS = {"jobs": "run_jobs", "web": "thor_project.asgi:application"}
+#: The job runners `dev up` starts: one leads (holds the Redis lock), the other stands by to take
+#: over within the lock's TTL when the leader dies, as production needs (issue 10).
+RUNNERS = ("job runner 1", "job runner 2")
+#: The lock TTL of ``run_jobs`` (``stack_start.DEFAULT_TTL``; tests hold the two together).
+LOCK_TTL = 3.0
+
+
+def leader_key(prefix: str) -> str:
+    """The job runners' leader lock key (``stack_start.leader_key``; tests hold the two together)."""
+    return f"{Keys(prefix).base}:thor:leader"
+
+
+def leader_pid(redis_url: str, prefix: str, timeout: float = 1.0) -> int | None:
+    """Return the pid of the job runner holding the leader lock, or None (no holder, no Redis).
+
+    The lock's value is the holder's token ``<host>:<pid>:<random>`` (``stack_start.LeaderLock``).
+    """
+    try:
+        client = connect(redis_url, timeout)
+    except ThorcutError:
+        return None
+    try:
+        token = client.get(leader_key(prefix))
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    if isinstance(token, bytes):
+        token = token.decode(errors="replace")
+    parts = token.rsplit(":", 2) if isinstance(token, str) else []
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def wait_leader(redis_url: str, prefix: str, pids: list[int], timeout: float = 2 * LOCK_TTL) -> int | None:
+    """Return which of ``pids`` holds the leader lock, waiting up to ``timeout`` s (None if none does).
+
+    A lock left by a runner killed just before (``kill -9``) names it until its TTL runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = leader_pid(redis_url, prefix)
+        if pid in pids or time.monotonic() > deadline or not all(_running(p) for p in pids):
+            return pid if pid in pids else None
+        time.sleep(0.1)
+
+
+def _environment(folder: Path, state_dir: Path, redis_url: str, prefix: str, tick: float) -> dict[str, str]:
+    """The environment of every backend process of the stack kept in ``state_dir``."""
+    return {
+        **os.environ,
+        "THORCUT_REDIS_URL": redis_url,
+        "THORCUT_PREFIX": prefix,
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{state_dir / 'thor.sqlite3'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(state_dir / "metrics"),
+        "THOR_TICK": str(tick),
+        "THOR_FRONTEND_DIST": str(devfrontend.frontend_dir() / "dist"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")])),
+    }
+
+
+def _runner_command() -> list[str]:
+    return [sys.executable, "manage.py", "run_jobs", "--ttl", str(LOCK_TTL)]
 
 
 def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int, tick: float,
@@ -140,16 +205,7 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     metrics = state_dir / "metrics"
     shutil.rmtree(metrics, ignore_errors=True)  # prometheus multiprocess files are per run
     metrics.mkdir(mode=0o700, parents=True)
-    env = {
-        **os.environ,
-        "THORCUT_REDIS_URL": redis_url,
-        "THORCUT_PREFIX": prefix,
-        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{state_dir / 'thor.sqlite3'}",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-        "THOR_TICK": str(tick),
-        "THOR_FRONTEND_DIST": str(page / "dist"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")])),
-    }
+    env = _environment(folder, state_dir, redis_url, prefix, tick)
     setup_log = logs / "setup.log"
     _manage(folder, env, setup_log, "migrate", "--noinput")
     made = _manage(folder, env, setup_log, "thor_user", DEMO_USER, "--password", DEMO_PASSWORD,
@@ -159,21 +215,23 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     jobs_log, web_log = logs / "jobs.log", logs / "web.log"
     url = f"http://127.0.0.1:{port}"
     state: dict[str, Any] = {"url": url, "port": port, "page_url": f"{url}/", "ws_url": f"ws://127.0.0.1:{port}/ws/stream/",
-                             "processes": [], "logs": str(logs)}  # fmt: skip
-    commands = {
-        "jobs": ("job runner", [sys.executable, "manage.py", "run_jobs"], jobs_log),
-        "web": (f"uvicorn ({workers} workers)",
+                             "tick": tick, "processes": [], "logs": str(logs)}  # fmt: skip
+    commands = [
+        *((name, "jobs", _runner_command(), jobs_log) for name in RUNNERS),  # both log to jobs.log
+        (f"uvicorn ({workers} workers)", "web",
                 [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", "127.0.0.1",
                  "--port", str(port), "--workers", str(workers), "--ws", "websockets", "--ws-max-size", "65536",
                  "--ws-ping-interval", "20", "--ws-ping-timeout", "20", "--ws-per-message-deflate", "false",
                  "--lifespan", "off", "--no-access-log"], web_log),
-    }  # fmt: skip
+    ]  # fmt: skip
     try:
-        for role, (name, cmd, log) in commands.items():
+        for name, role, cmd, log in commands:
             pid = _spawn(cmd, folder, env, log)
             state["processes"].append({"name": name, "role": role, "pid": pid, "started": devprocs.started(pid)})
             record(state)
         _wait_healthy(url, [p["pid"] for p in state["processes"]], [web_log, jobs_log])
+        runners = [p["pid"] for p in state["processes"] if p["role"] == "jobs"]
+        state["leader"] = wait_leader(redis_url, prefix, runners)
     except BaseException:
         stop(state["processes"])
         raise
@@ -184,6 +242,50 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     else:
         frontend_state = "built" if built.build else "up to date"
     return {**state, "frontend": frontend_state, "token": token, **demo_login()}
+
+
+def restart_runners(state_dir: Path, redis_url: str, prefix: str, backend: dict[str, Any],
+                    gone: list[dict[str, Any]], *, tick: float,
+                    record: Callable[[dict[str, Any]], None] = lambda _: None) -> list[str]:  # fmt: skip
+    """Start a job runner in place of each of ``gone`` (runners of ``backend`` that died) and
+    update ``backend`` (a state file's record, whose other processes run on); return their names.
+
+    A surviving runner is first given the TTL to take the leader lock over. The stack's recorded
+    tick is kept. Raises Unreachable with the log's tail when a new runner
+    dies at start (it is stopped first, and ``backend`` lists only what runs).
+    """
+    folder = backend_dir()
+    state_dir = state_dir.resolve()
+    jobs_log = Path(str(backend.get("logs") or state_dir / "logs")) / "jobs.log"
+    jobs_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = _environment(folder, state_dir, redis_url, prefix, float(backend.get("tick") or tick))
+    processes = [p for p in backend["processes"] if p not in gone]
+    for proc in gone:  # started by this very process (tests): reap it
+        child = _CHILDREN.pop(proc["pid"], None)
+        if child is not None:
+            child.poll()
+    # Let a surviving runner take over first (a dead leader's lock lasts out its TTL), so that the
+    # runner started now is the standby, not a newcomer racing the standby for the lock.
+    wait_leader(redis_url, prefix, [p["pid"] for p in processes if p.get("role") == "jobs"])
+    new: list[dict[str, Any]] = []
+    try:
+        for old in gone:
+            pid = _spawn(_runner_command(), folder, env, jobs_log)
+            new.append({"name": old.get("name") or RUNNERS[-1], "role": "jobs", "pid": pid,
+                        "started": devprocs.started(pid)})  # fmt: skip
+            backend["processes"] = sorted([*processes, *new], key=_order)
+            record(backend)
+        _wait_healthy(str(backend["url"]), [p["pid"] for p in new], [jobs_log])
+    except BaseException:
+        stop(new)
+        backend["processes"] = processes
+        raise
+    return [p["name"] for p in new]
+
+
+def _order(proc: dict[str, Any]) -> tuple[int, str]:
+    """Runners first, by name, then the web server: the order `dev up` starts them in."""
+    return (0 if proc.get("role") == "jobs" else 1, str(proc.get("name")))
 
 
 def demo_login() -> dict[str, str]:
@@ -198,16 +300,16 @@ def stop(processes: list[dict[str, Any]]) -> list[str]:
     Returns what was stopped.
     """
     stopped = []
+    children = []
     for proc in reversed(processes):
-        pid = proc["pid"]
-        child = _CHILDREN.pop(pid, None)
-        if child is None:
-            continue
-        was_running = child.poll() is None
-        devprocs.stop_group(pid)
+        child = _CHILDREN.pop(proc["pid"], None)
+        if child is not None:
+            children.append(child)
+            if child.poll() is None:
+                stopped.append(f"{proc['name']} (pid {proc['pid']})")
+    devprocs.stop_groups([child.pid for child in children])
+    for child in children:
         child.wait(5)
-        if was_running:
-            stopped.append(f"{proc['name']} (pid {pid})")
     return stopped
 
 
@@ -231,13 +333,14 @@ def stop_recorded(backend: dict[str, Any]) -> tuple[list[str], list[str]]:
     from thorcut.devstack import StrangerPid
 
     folder = Path(__file__).resolve().parents[1] / "backend"
-    stopped, strangers = [], []
+    stopped, strangers, children = [], [], []
     ours, _ = recorded_running(backend)
     for proc in reversed(backend.get("processes", [])):
         pid = proc["pid"]
         child = _CHILDREN.pop(pid, None)  # started by this very process (tests): reap it below
+        if child is not None:
+            children.append(child)
         if proc in ours:
-            devprocs.stop_group(pid)
             stopped.append(f"{proc.get('name')} (pid {pid})")
         elif devprocs.running(pid):
             strangers.append(str(StrangerPid(f"pid {pid} (the {proc.get('name')})", devprocs.command_line(pid))))
@@ -245,7 +348,9 @@ def stop_recorded(backend: dict[str, Any]) -> tuple[list[str], list[str]]:
             for orphan in left:
                 devprocs.stop_one(orphan, timeout=5.0)
             stopped.append(f"{len(left)} process(es) left by the {proc.get('name')} (pids {', '.join(map(str, left))})")
-        if child is not None and child.poll() is None:
+    devprocs.stop_groups([proc["pid"] for proc in ours])  # all at once: no handover to a runner about to stop
+    for child in children:
+        if child.poll() is None:
             child.wait(5)
     return stopped, strangers
 

@@ -97,16 +97,33 @@ def stop_group(pgid: int, timeout: float = 5.0) -> None:
 
     The caller has checked that the group is ours.
     """
+    stop_groups([pgid], timeout)
+
+
+def stop_groups(pgids: list[int], timeout: float = 5.0) -> None:
+    """SIGTERM every process group in ``pgids`` at once, wait up to ``timeout`` s for all their
+    members to go, then SIGKILL what is left (the caller has checked that the groups are ours).
+
+    At once, so that stopping the leading job runner does not hand the leader lock to a standby
+    that is about to be stopped too (issue 10).
+    """
+    left = list(pgids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
+        signalled = []
+        for pgid in left:
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                continue
+            signalled.append(pgid)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not group(pgid):
-                return
-            time.sleep(0.02)
+        left = signalled
+        while left and time.monotonic() < deadline:
+            left = [pgid for pgid in left if group(pgid)]
+            if left:
+                time.sleep(0.02)
+        if not left:
+            return
 
 
 def stop_one(pid: int, timeout: float = 10.0) -> None:

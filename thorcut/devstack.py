@@ -88,21 +88,30 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0, *, detach: bool = False, save: bool = False) -> EmbeddedRedis:
+    def start(self, timeout: float = 10.0, *, detach: bool = False, save: bool = False,
+              persist: bool = False) -> EmbeddedRedis:  # fmt: skip
         """Start the server and return once it answers PING; raise RedisUnavailable otherwise.
 
         With ``detach`` the server daemonizes (it outlives this process); its pid is read from
-        the pidfile and ``process`` stays None.
+        the pidfile and ``process`` stays None. With ``persist`` it keeps an append-only file in
+        its folder, written on every command and fsynced every second (``appendfsync everysec``),
+        so what it acknowledged survives a stop, a restart and a ``kill -9`` of the server (a
+        crash of the machine loses at most the last second). ``save`` adds RDB snapshots.
         """
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         pidfile = self.folder / "redis.pid"
         pidfile.unlink(missing_ok=True)
+        # Started with the AOF on, Redis loads the AOF alone and ignores a dump.rdb. A folder an
+        # older thorcut left (snapshots only, no AOF yet) is therefore loaded from its snapshot
+        # first and switched to the AOF once up (CONFIG SET writes the AOF from what it loaded).
+        upgrade = persist and not self.has_aof() and (self.folder / "dump.rdb").exists()
         args = [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.folder),
-            "--appendonly", "no",
+            "--appendonly", "yes" if persist and not upgrade else "no",
+            "--appendfsync", "everysec",
             "--save", "60 1" if save else "",
             "--daemonize", "yes" if detach else "no",
             "--pidfile", str(pidfile),
@@ -114,6 +123,8 @@ class EmbeddedRedis:
             else:
                 self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             if self._wait(pidfile, timeout, detach):
+                if upgrade:
+                    self._config_set("appendonly", "yes")
                 return self
         except BaseException:  # Ctrl-C included: a server we started must not outlive a failed start
             self.stop()
@@ -122,6 +133,21 @@ class EmbeddedRedis:
         log = self.folder / "redis.log"
         tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
         raise RedisUnavailable(f"embedded redis-server on port {self.port} did not start: {tail.strip()}")
+
+    def has_aof(self) -> bool:
+        """Whether the folder holds an append-only file (Redis 7: ``appendonlydir/``; 6: ``appendonly.aof``)."""
+        return (self.folder / "appendonlydir").is_dir() or (self.folder / "appendonly.aof").is_file()
+
+    def _config_set(self, name: str, value: str) -> None:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=1.0, socket_timeout=5.0)
+        try:
+            client.config_set(name, value)
+        except redis.RedisError as exc:
+            raise RedisUnavailable(f"embedded redis-server on port {self.port}: CONFIG SET {name}: {exc}") from None
+        finally:
+            client.close()
 
     def _wait(self, pidfile: Path, timeout: float, detach: bool) -> bool:
         import redis
@@ -202,7 +228,8 @@ def up(state_dir: Path, redis_url: str, timeout: float, previous: dict[str, Any]
     local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost")
     port = wanted if local and port_free(wanted) else free_port()
     private_dir(state_dir)
-    server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True)
+    # Persistent (issue 10): flags, verdicts and the audit trail outlive `dev down` and a crash.
+    server = EmbeddedRedis(binary, port, (state_dir / "redis").resolve()).start(detach=True, save=True, persist=True)
     state = {"url": server.url, "embedded": True, "pid": server.pid, "started": server.started, "binary": binary}
     try:
         save_state(state_dir, state)

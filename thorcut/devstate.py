@@ -46,14 +46,15 @@ def save_state(state_dir: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``<state_dir>/dev.json``: created with mode 0600, replaced atomically.
 
     Secrets never reach the file: the Redis URL's password is redacted (``dev up`` asks the
-    configured URL again when it needs to connect) and the backend's API token is left out.
+    configured URL again when it needs to connect) and the backend's API token is left out (so is
+    which job runner leads: that is read from Redis when needed).
     """
     private_dir(state_dir)
     doc = {**state, "format": STATE_FORMAT, "url": redact_url(str(state.get("url", "")))}
     for transient in ("already_running", "kept"):
         doc.pop(transient, None)
-    if isinstance(doc.get("backend"), dict):
-        doc["backend"] = {k: v for k, v in doc["backend"].items() if k != "token"}
+    if isinstance(doc.get("backend"), dict):  # the token is a secret; which runner leads changes
+        doc["backend"] = {k: v for k, v in doc["backend"].items() if k not in ("token", "leader")}
     target = state_dir / STATE_FILE
     temp = state_dir / f".dev.json.{os.getpid()}"
     try:

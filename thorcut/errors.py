@@ -12,7 +12,9 @@ class's ``exit_code``. Library callers (the backend, scripts) catch the classes 
     ├── Refused                     a gate said no                                      (3)
     │   ├── TransitionRefused       the stage machine does not allow the change
     │   ├── EvidenceRefused         `enable` without a valid PASS verdict
-    │   └── StaleVersion            `--expect-version` no longer matches
+    │   ├── StaleVersion            `--expect-version` no longer matches
+    │   ├── StoreWasReset           a change on a store Redis lost (data, no meta) without --force
+    │   └── StoreHasData            `restore` over a store that has data, without --force
     ├── Unreachable                 Redis or the backend cannot be reached              (4)
     │   ├── RedisUnavailable
     │   ├── BackendUnavailable      the backend's WebSocket or REST endpoint
@@ -88,6 +90,15 @@ class StaleVersion(Refused):
     def __init__(self, message: str, *, current: int) -> None:
         super().__init__(message)
         self.current = current
+
+
+class StoreWasReset(Refused):
+    """Raised when a change meets a reset store (flags or an audit log but no ``{prefix}:meta``)
+    without ``--force --reason``, or with ``--expect-version``, which cannot hold across a reset."""
+
+
+class StoreHasData(Refused):
+    """Raised when ``restore`` would overwrite a store that has data, without ``--force --reason``."""
 
 
 class Unreachable(ThorcutError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -30,6 +31,11 @@ class Keys:
         return f"{self.base}:audit"
 
     @property
+    def meta(self) -> str:
+        """Hash: the store's ``epoch`` and ``created_at``, written with its first change."""
+        return f"{self.base}:meta"
+
+    @property
     def changes(self) -> str:
         return f"{self.base}:changes"
 
@@ -51,6 +57,30 @@ class Keys:
     def workers(self) -> str:
         """Sorted set: worker id -> the Unix time its registration lapses (a TTL per member)."""
         return f"{self.base}:workers"
+
+
+def persistence(client: redis.Redis) -> tuple[bool | None, str]:
+    """Return whether the server persists its data (AOF or RDB snapshots) and a one-line why.
+
+    ``None`` when it cannot tell: ``CONFIG`` is denied by an ACL, renamed or disabled (managed
+    Redis services often do that), which the server answers with an error.
+    """
+    try:
+        aof: Any = client.config_get("appendonly")
+        rdb: Any = client.config_get("save")
+    except redis.ResponseError as exc:
+        return None, (
+            f"cannot tell whether the flag Redis persists its data: CONFIG GET is not allowed ({exc}); "
+            "make sure it has appendonly or save configured, and keep backups (`thorcut backup FILE`)"
+        )
+    appendonly = str(aof.get("appendonly", "")).lower()
+    save = str(rdb.get("save", "")).strip()
+    if appendonly == "yes" or save:
+        return True, f"the flag Redis persists its data (appendonly {appendonly or '?'}, save {save!r})"
+    return False, (
+        'the flag Redis has no persistence configured (appendonly no, save ""): a restart loses every stage '
+        "and the audit log — turn on appendonly, and keep backups (`thorcut backup FILE`)"
+    )
 
 
 def _hint(url: str) -> str:

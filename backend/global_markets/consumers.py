@@ -6,13 +6,17 @@ Protocol (the client's view; docs/contracts.md has the envelope):
   ``?client=<id>`` names the client for the sticky percent bucket (default ``user:<pk>``).
 - Client commands (JSON text): ``{"action": "subscribe"|"unsubscribe", "features": [...]}`` →
   ``{"type": "subscribed", "features": [...]}``; ``{"action": "ping"}`` → ``{"type": "pong"}``;
-  ``{"action": "flags"}`` → a ``flags`` message. A bad frame (binary, not JSON, not an object,
-  unknown action or feature) gets ``{"type": "error", "error": "..."}`` and the connection stays.
+  ``{"action": "flags"}`` → a ``flags`` message. A bad frame (binary, not JSON, JSON nested deeper
+  than ``MAX_DEPTH``, not an object, unknown action or feature) gets ``{"type": "error", "error":
+  "..."}`` and the connection stays.
 - Server messages: ``flags`` on connect and on every flag change, then ``subscribed``, then the
   envelopes of the subscribed features plus ``heartbeat`` (always).
 - Close codes: 4401 not authenticated (accepted first, so the client can read the code; a
   handshake refused before ``accept`` is only an HTTP 403), 4408 too slow (its send queue
-  overflowed), 1009 frame larger than ``THOR_WS_MAX_MESSAGE``.
+  overflowed), 1009 frame larger than ``THOR_WS_MAX_MESSAGE``, 1011 an unexpected error in the
+  server (the stream is cleaned up as on any disconnect, issue 10), 1007 a text frame that is not
+  UTF-8 (the WebSocket protocol layer fails it before the consumer sees it, RFC 6455 §8.1; the
+  same bytes in a binary frame get an error reply), 1000 a normal close.
 
 Why a queue per connection: Channels dispatches one event at a time per consumer, and uvicorn's
 ``send`` waits while the socket's write buffer is over its high-water mark (TCP back-pressure). A
@@ -47,7 +51,7 @@ from prometheus_client import Counter
 from global_markets import groups
 from global_markets.hub import hub
 from global_markets.metrics import CONNECTIONS, MESSAGES_DROPPED, MESSAGES_SENT
-from global_markets.services import websocket_features
+from global_markets.services import redis_health, websocket_features
 from thor_trading.messages import FEATURE_TYPES, TYPE_FEATURE
 from thor_trading.models import Account
 
@@ -56,6 +60,11 @@ log = logging.getLogger("global_markets.consumers")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+#: Deepest JSON nesting a command may have (commands need 2). Checked before parsing, without
+#: recursion: ``"[" * 1000`` used to raise RecursionError in ``json.loads`` and kill the
+#: connection without a close frame or a disconnect (issue 10).
+MAX_DEPTH = 32
 #: Longest wait for a close frame to go out to a stuck socket before the consumer gives up on it.
 CLOSE_TIMEOUT = 30.0
 
@@ -67,6 +76,29 @@ _TYPE_LABELS = frozenset({*TYPE_FEATURE, "heartbeat", "flags", "subscribed", "po
 
 BAD_FRAMES = Counter("thor_ws_bad_frames_total", "Client frames refused (error reply or close)", ["reason"])
 SERVER_CLOSES = Counter("thor_ws_server_closes_total", "WebSocket connections the server closed", ["reason"])
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def nested_deeper_than(text: str, limit: int) -> bool:
+    """Return whether the JSON ``text`` nests arrays/objects deeper than ``limit`` (no recursion).
+
+    Brackets inside strings do not count. Linear in ``len(text)``, and a text with no more than
+    ``limit`` opening brackets (every real command) is answered by two ``str.count`` calls.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def _label(type_: str) -> str:
@@ -159,8 +191,29 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
         self.counted = False
+        self.cleaned_up = False
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the consumer; an exception anywhere in it closes 1011 and cleans up, exactly once.
+
+        Without this, an exception escaping a handler ended the ASGI app mid-connection: the server
+        reset the TCP connection with no close frame, ``disconnect`` never ran, and the stream
+        stayed counted in ``thor_ws_connections`` and joined to its groups (issue 10).
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if not redis_health.failed(exc):  # Redis down: one line per outage, not one per client
+                log.exception("websocket stream %s failed; closing it with 1011", self.client_id or scope.get("client"))
+            SERVER_CLOSES.labels("internal_error").inc()
+            self.closing = True
+            with contextlib.suppress(Exception):  # already closed, or the peer is gone
+                await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR})
+        finally:
+            with contextlib.suppress(Exception):
+                await self._clean_up()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Skip Channels' per-event ``close_old_connections`` (a thread hop) on the hot paths.
@@ -210,6 +263,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._reply({"type": "error", "error": error})
 
     async def disconnect(self, code: int) -> None:
+        await self._clean_up()
+
+    async def _clean_up(self) -> None:
+        """Forget this stream everywhere: flags fan-out, sender, queue, groups, the gauge. Idempotent."""
         self.closing = True
         live.discard(self)
         if self.sender is not None:
@@ -217,10 +274,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         while not self.queue.empty():
             type_, _ = self.queue.get_nowait()
             MESSAGES_DROPPED.labels(_label(type_), "disconnected").inc()
-        await self._leave_all()
         if self.counted:
             self.counted = False
             CONNECTIONS.dec()
+        await self._leave_all()
+        self.cleaned_up = True
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -337,9 +395,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         if text_data is None:
             return self._bad("binary", "binary frames are not supported: send JSON text")
+        if nested_deeper_than(text_data, MAX_DEPTH):
+            return self._bad("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
         try:
             command = json.loads(text_data)
-        except ValueError:
+        except RecursionError:  # not reachable after the depth check; kept as the last line of defence
+            return self._bad("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+        except ValueError:  # malformed, or an integer of more than 4300 digits
             return self._bad("not_json", "malformed JSON")
         if not isinstance(command, dict):
             return self._bad("not_object", 'a command is a JSON object such as {"action": "ping"}')
@@ -351,7 +413,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if action in ("subscribe", "unsubscribe"):
             return await self._subscription(action, command.get("features"))
         known = ", ".join(ACTIONS)
-        return self._bad("unknown_action", f"unknown action {str(action)[:64]!r}; known actions: {known}")
+        shown = repr(action[:64]) if isinstance(action, str) else f"of type {type(action).__name__}"
+        return self._bad("unknown_action", f"unknown action {shown}; known actions: {known}")
 
     async def _subscription(self, action: str, names: object) -> None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -18,6 +18,7 @@ import weakref
 from typing import Any, Protocol
 
 from global_markets import groups
+from global_markets.services import redis_health
 
 log = logging.getLogger("thor.ws")
 
@@ -45,7 +46,13 @@ class LoopHub:
             first = not members
             members.add(member)
             if first:
-                await self.layer.group_add(group, self.channel)
+                try:
+                    await self.layer.group_add(group, self.channel)
+                except BaseException:  # not subscribed: the next member to join must try again
+                    members.discard(member)
+                    if not members:
+                        del self.members[group]
+                    raise
 
     async def leave(self, group: str, member: Member) -> None:
         async with self._lock:
@@ -64,8 +71,9 @@ class LoopHub:
                 event = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the layer reconnects on its own; do not spin
-                log.exception("hub receive failed; retrying")
+            except Exception as exc:  # the layer reconnects on its own; do not spin
+                if not redis_health.failed(exc):  # an outage is logged once, not per receive
+                    log.exception("hub receive failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
             message = event.get("message") if event.get("type") == groups.EVENT else None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONNECTIONS = Gauge("thor_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
@@ -24,6 +26,8 @@ FLAG_VERSION = Gauge("thor_flag_version", "Flag version applied by this process"
                      multiprocess_mode="max")  # fmt: skip
 
 
+@csrf_exempt  # so that a POST gets the 405 below, not a CSRF 403
+@require_http_methods(["GET", "HEAD"])  # anything else: 405 with `Allow: GET, HEAD` (issue 10)
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -13,6 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from global_markets.auth import BrowserOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from global_markets.routing import websocket_urlpatterns  # noqa: E402
 from global_markets.services import websocket_features  # noqa: E402
+from thor_project import log_redaction  # noqa: E402
+
+# uvicorn logs request lines with their query strings: redact credentials in every worker,
+# however uvicorn was started (issue 10).
+log_redaction.install()
 
 # Every worker follows the flags (and registers for `thorcut enable --wait`) from the start,
 # not from its first client.

@@ -4,7 +4,9 @@ THOR_SECRET_KEY, THOR_DEBUG, THOR_ALLOWED_HOSTS, DATABASE_URL (SQLite by default
 THORCUT_REDIS_URL / THORCUT_PREFIX (flags), THOR_CHANNEL_REDIS_URL (channel layer; defaults to
 the flags Redis), THOR_CHANNEL_LAYER (pubsub|core), THOR_TICK (heartbeat seconds),
 THOR_SEED, THOR_FAULTS, THOR_WS_QUEUE (per-connection send buffer), THOR_WS_MAX_MESSAGE,
-THOR_FRONTEND_DIST (the built page served at ``/``; default ``<repo>/frontend/dist``).
+THOR_FRONTEND_DIST (the built page served at ``/``; default ``<repo>/frontend/dist``),
+THOR_ALLOWED_ORIGINS (browser origins, ``scheme://host:port``, that may open a WebSocket besides
+the server's own; default: the dev front end and ``dev up``'s port).
 """
 
 from __future__ import annotations
@@ -82,8 +84,12 @@ THOR_FAULTS = env("THOR_FAULTS", "")
 THOR_WS_QUEUE = int(env("THOR_WS_QUEUE", "256"))
 THOR_WS_MAX_MESSAGE = int(env("THOR_WS_MAX_MESSAGE", "65536"))
 THOR_FRONTEND_DIST = env("THOR_FRONTEND_DIST", str(BASE_DIR.parent / "frontend" / "dist"))
+THOR_ALLOWED_ORIGINS = [o.strip() for o in env(
+    "THOR_ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173,http://localhost:8000,http://127.0.0.1:8000"
+).split(",") if o.strip()]  # fmt: skip
 
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "thor_trading.views.csrf_failure"  # JSON, like every other API error
 CSRF_TRUSTED_ORIGINS = [f"http://{h}" for h in ALLOWED_HOSTS] + [f"http://{h}:8000" for h in ALLOWED_HOSTS]
 
 LOGGING = {

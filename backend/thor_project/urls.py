@@ -10,3 +10,8 @@ urlpatterns = [
     # HTTP request to the WebSocket path) and /metrics keep their own 404s.
     re_path(r"^(?!api(?:/|$)|ws(?:/|$)|metrics$)(?P<path>.*)$", frontend.page),
 ]
+
+# JSON errors for the API paths (the page answers its own); thor_trading.openapi describes them.
+handler400 = "thor_trading.views.bad_request"
+handler404 = "thor_trading.views.not_found"
+handler500 = "thor_trading.views.server_error"

@@ -13,4 +13,5 @@ urlpatterns = [
     path("session", views.session),
     path("session/login", views.login_view),
     path("session/logout", views.logout_view),
+    path("openapi.json", views.openapi_json),
 ]

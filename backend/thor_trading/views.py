@@ -1,4 +1,8 @@
-"""REST endpoints: every feature's envelope (same builders as the WebSocket), flags, health, login."""
+"""REST endpoints: every feature's envelope (same builders as the WebSocket), flags, health, login.
+
+Every answer is JSON, errors included (``{"error": …}``): a method a path does not take (405), an
+unknown ``/api/`` path (404), a failed CSRF check (403). ``thor_trading.openapi`` describes them all.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,9 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
 
 from global_markets.services import websocket_features
-from thor_trading import messages
+from thor_trading import messages, openapi
 from thor_trading.auth import request_user
 from thor_trading.models import Account, MarketSession
 
@@ -23,6 +26,32 @@ View = Callable[..., HttpResponse]
 
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
+
+
+def require(method: str) -> Callable[[View], View]:
+    """Answer any other method with a JSON 405 and ``Allow`` (Django's ``require_GET`` answers an empty body)."""
+
+    def decorator(view: View) -> View:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != method:
+                response = _error(405, f"{request.method} is not allowed here: use {method}")
+                response["Allow"] = method
+                return response
+            return view(request, *args, **kwargs)
+
+        wrapper.__name__ = view.__name__
+        return wrapper
+
+    return decorator
+
+
+require_GET = require("GET")
+require_POST = require("POST")
+
+
+def _storable(value: str) -> bool:
+    """Whether ``value`` can be looked up at all: PostgreSQL refuses NUL in text (a 500 otherwise)."""
+    return "\x00" not in value
 
 
 def authenticated(view: View) -> View:
@@ -44,6 +73,8 @@ def _account(request: HttpRequest) -> Account | JsonResponse:
     user = request.thor_user  # type: ignore[attr-defined]
     code = request.GET.get("account")
     accounts = Account.objects.filter(owner=user).order_by("code")
+    if code and not _storable(code):
+        accounts = accounts.none()
     account = accounts.filter(code=code).first() if code else accounts.first()
     if account is None:
         # Same answer for "not yours" and "does not exist": no account enumeration.
@@ -51,7 +82,10 @@ def _account(request: HttpRequest) -> Account | JsonResponse:
     return account
 
 
-def _envelope(build: Callable[[], dict[str, Any]]) -> JsonResponse:
+def _envelope(build: Callable[[], dict[str, Any]], key: str = "") -> JsonResponse:
+    """The envelope ``build`` returns, or 404 when its state (of ``key``, if one is named) does not exist."""
+    if not _storable(key):
+        return _error(404, "no such key")
     try:
         return JsonResponse(build())
     except ObjectDoesNotExist:
@@ -80,13 +114,13 @@ def account_positions(request: HttpRequest) -> HttpResponse:
 @require_GET
 @authenticated
 def intraday_bar(request: HttpRequest, symbol: str) -> HttpResponse:
-    return _envelope(lambda: messages.bar_message(symbol.upper()))
+    return _envelope(lambda: messages.bar_message(symbol.upper()), symbol)
 
 
 @require_GET
 @authenticated
 def intraday_vwap(request: HttpRequest, symbol: str) -> HttpResponse:
-    return _envelope(lambda: messages.vwap_message(symbol.upper()))
+    return _envelope(lambda: messages.vwap_message(symbol.upper()), symbol)
 
 
 @require_GET
@@ -94,7 +128,7 @@ def intraday_vwap(request: HttpRequest, symbol: str) -> HttpResponse:
 def markets_status(request: HttpRequest) -> HttpResponse:
     market = request.GET.get("market")
     if market:
-        return _envelope(lambda: messages.market_status_message(market.upper()))
+        return _envelope(lambda: messages.market_status_message(market.upper()), market)
     markets = [
         messages.market_status_message(m)
         for m in MarketSession.objects.order_by("market").values_list("market", flat=True)
@@ -137,11 +171,21 @@ def session(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def login_view(request: HttpRequest) -> HttpResponse:
+    usage = 'send a JSON object of two strings: {"username": …, "password": …}'
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
-        return _error(400, 'send JSON: {"username": …, "password": …}')
-    user = authenticate(request, username=body.get("username", ""), password=body.get("password", ""))
+        return _error(400, usage)
+    # Schemathesis found two 500s here (issue 10): a JSON body that is not an object (no .get), and
+    # a password that is not a string (Django's make_password raises TypeError).
+    if not isinstance(body, dict):
+        return _error(400, usage)
+    username, password = body.get("username", ""), body.get("password", "")
+    if not (isinstance(username, str) and isinstance(password, str)):
+        return _error(400, usage)
+    if not _storable(username):
+        return _error(401, "wrong username or password")
+    user = authenticate(request, username=username, password=password)
     if user is None:
         return _error(401, "wrong username or password")
     login(request, user)
@@ -152,3 +196,29 @@ def login_view(request: HttpRequest) -> HttpResponse:
 def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)
     return JsonResponse({"authenticated": False})
+
+
+@require_GET
+def openapi_json(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI 3.1 description of this API (no auth)."""
+    return JsonResponse(openapi.description())
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: JSON instead of Django's HTML page."""
+    return _error(403, f"CSRF check failed ({reason}): send the csrftoken cookie's value in X-CSRFToken")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404`` (``/api/…``, ``/ws/…``; the page answers every other path itself)."""
+    return _error(404, f"no such endpoint: {request.path} (see /api/openapi.json)")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400`` (e.g. a disallowed Host, too many fields)."""
+    return _error(400, "bad request")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: JSON, and no details (they are in the log)."""
+    return _error(500, "internal error: see the backend's log")

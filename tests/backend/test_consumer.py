@@ -412,3 +412,46 @@ def test_slow_client_is_dropped_4408_and_others_keep_up(
 
     with override_settings(THOR_WS_QUEUE=8):
         run(scenario())
+
+
+# -- unexpected errors (issue 10) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["receive", "deliver"])
+def test_unexpected_exception_closes_1011_and_cleans_up_once(
+    app: Any, demo_users: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """An exception escaping a handler used to end the app with no close frame and no disconnect:
+    the stream stayed counted and in its groups. Now: close 1011, and the full clean-up, once."""
+    from channels.layers import get_channel_layer
+    from prometheus_client import REGISTRY
+
+    from global_markets import consumers
+    from global_markets.hub import hub
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> None:
+        before = REGISTRY.get_sample_value("thor_ws_connections")
+        comm = await open_ws(app, auth(demo_users["demo"]["token"]))
+        assert REGISTRY.get_sample_value("thor_ws_connections") == before + 1
+        layer_hub = hub(get_channel_layer())
+        streams = {m for members in layer_hub.members.values() for m in members}
+        assert streams
+        if where == "receive":
+            monkeypatch.setattr(consumers.StreamConsumer, "_subscription", boom)
+            await comm.send_json_to({"action": "subscribe", "features": ["positions"]})
+        else:
+            monkeypatch.setattr(consumers.StreamConsumer, "stream_message", boom)
+            (stream,) = streams
+            event = {"type": "stream.message", "message": {"type": "heartbeat"}}
+            await get_channel_layer().send(stream.channel_name, event)
+        assert await closed_with(comm) == 1011
+        await comm.wait(5)  # the app returned
+        assert REGISTRY.get_sample_value("thor_ws_connections") == before
+        assert not {m for members in layer_hub.members.values() for m in members}
+        (stream,) = streams
+        assert stream.cleaned_up
+
+    run(scenario())

@@ -95,11 +95,12 @@ def test_dev_up_runs_the_whole_stack_and_down_stops_it(run, tmp_path: Path, redi
         assert resp.status_code == 200
         assert resp.json()["key"] == "DU1234"
         assert httpx.get(f"{backend['url']}/api/account/positions", timeout=2).status_code == 401
-        # Both uvicorn workers and the job runner follow the flags and registered for --wait.
+        # Both uvicorn workers and both job runners (leader and standby) follow the flags and
+        # registered for --wait.
         deadline = time.monotonic() + 10
-        while json.loads(run("status", "--json").stdout)["workers"] < 3 and time.monotonic() < deadline:
+        while json.loads(run("status", "--json").stdout)["workers"] < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert json.loads(run("status", "--json").stdout)["workers"] == 3
+        assert json.loads(run("status", "--json").stdout)["workers"] == 4
     finally:
         down = run("dev", "down", "--state-dir", str(state))
     assert down.exit_code == 0
@@ -277,17 +278,20 @@ def test_dev_up_on_a_partly_running_stack_starts_what_is_missing(run, tmp_path: 
         # Everything up: says exactly what runs, starts nothing.
         text = run("dev", "up", *args[:-1])
         assert text.exit_code == 0, text.stderr
-        jobs, web = (p["pid"] for p in doc["backend"]["processes"])
+        jobs, standby, web = (p["pid"] for p in doc["backend"]["processes"])
         assert f"Demo Redis already running at {redis_url} (pid {doc['pid']})." in text.stdout
         assert (f"Thor backend already running at http://127.0.0.1:{port} (WebSocket ws://127.0.0.1:{port}/ws/stream/; "
-                f"job runner pid {jobs}, uvicorn (2 workers) pid {web})") in text.stdout  # fmt: skip
+                f"job runner 1 pid {jobs}, job runner 2 pid {standby}, uvicorn (2 workers) pid {web})"
+                ) in text.stdout  # fmt: skip
         assert "(pid None)" not in text.stdout
         moved = run("dev", "up", *args[:4], "--port", str(free_port()))
         assert moved.exit_code == 2
         assert f"already runs at http://127.0.0.1:{port}; run `thorcut dev down` first" in moved.stderr
-        # The job runner dies: the next `dev up` restarts the backend against the same Redis.
-        os.kill(jobs, signal.SIGKILL)
-        while alive(jobs, "python"):
+        # Both job runners die: the next `dev up` restarts the backend against the same Redis.
+        # (One of them dying only gets it replaced: test_dev_up_replaces_a_job_runner_that_died.)
+        for pid in (jobs, standby):
+            os.kill(pid, signal.SIGKILL)
+        while alive(jobs, "python") or alive(standby, "python"):
             time.sleep(0.02)
         again = run("dev", "up", *args, env={"DATABASE_URL": ""})
         assert again.exit_code == 0, again.stderr
@@ -456,3 +460,122 @@ def test_dev_down_never_signals_a_pid_that_now_belongs_to_another_program(
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# Issue 10: the demo's Redis keeps its data, and a standby job runner stands beside the leader.
+
+
+def _flag_and_audit(run, url: str) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+    """The stage of `positions` and the reasons in the audit trail, read through the CLI."""
+    status = run("status", "--json", env={"THORCUT_REDIS_URL": url})
+    assert status.exit_code == 0, status.stderr
+    stage = next(f["stage"] for f in json.loads(status.stdout)["features"] if f["feature"] == "positions")
+    history = run("history", "--json", env={"THORCUT_REDIS_URL": url})
+    assert history.exit_code == 0, history.stderr
+    return stage, [entry["reason"] for entry in json.loads(history.stdout)["entries"]]
+
+
+def test_embedded_redis_keeps_flags_and_audit_across_dev_down_and_a_kill_9(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import time
+
+    from thorcut import devprocs
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    state = tmp_path / "stack"
+    args = ("--redis-url", url, "--state-dir", str(state), "--port", str(free_port()), "--no-frontend", "--json")
+    env = {"DATABASE_URL": ""}
+    try:
+        first = run("dev", "up", *args, env=env)
+        assert first.exit_code == 0, first.stderr
+        assert json.loads(first.stdout)["embedded"] is True
+        shadow = run("shadow", "positions", "--reason", "kept across restarts", env={"THORCUT_REDIS_URL": url})
+        assert shadow.exit_code == 0, shadow.stderr
+        assert _flag_and_audit(run, url) == ("shadow", ["kept across restarts"])
+        config = redis.Redis.from_url(url).config_get("append*")
+        assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
+
+        assert run("dev", "down", "--state-dir", str(state)).exit_code == 0
+        second = run("dev", "up", *args, env=env)
+        assert second.exit_code == 0, second.stderr
+        assert json.loads(second.stdout)["pid"] != json.loads(first.stdout)["pid"]  # a new redis-server
+        assert _flag_and_audit(run, url) == ("shadow", ["kept across restarts"])
+
+        # A crash: kill -9 of the embedded redis-server, then `dev up` starts it again.
+        redis_pid = json.loads(second.stdout)["pid"]
+        os.kill(redis_pid, signal.SIGKILL)
+        while devprocs.running(redis_pid):
+            time.sleep(0.02)
+        third = run("dev", "up", *args, env=env)
+        assert third.exit_code == 0, third.stderr
+        assert json.loads(third.stdout)["already_running"] is False
+        assert _flag_and_audit(run, url) == ("shadow", ["kept across restarts"])
+        verify = run("history", "--verify", env={"THORCUT_REDIS_URL": url})
+        assert verify.exit_code == 0, verify.stdout + verify.stderr
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0, down.stderr
+    assert stack_processes(state) == []
+
+
+def test_dev_up_uses_an_external_redis_as_it_is(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+    client = redis.Redis(port=redis_server.port)
+    before = client.config_get("appendonly")
+    up = run("dev", "up", "--no-backend", "--state-dir", str(tmp_path))
+    assert up.exit_code == 0, up.stderr
+    assert client.config_get("appendonly") == before == {"appendonly": "no"}  # not ours to configure
+    assert not (tmp_path / "redis").exists()
+
+
+def test_dev_up_replaces_a_job_runner_that_died_and_the_standby_leads(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import time
+
+    from thorcut.devbackend import alive
+
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    state = tmp_path / "stack"
+    args = ("--redis-url", redis_url, "--state-dir", str(state), "--port", str(port), "--no-frontend")
+    try:
+        first = run("dev", "up", *args, env={"DATABASE_URL": ""})
+        assert first.exit_code == 0, first.stderr
+        runners = {p["pid"]: p["name"] for p in json.loads((state / "dev.json").read_text())["backend"]["processes"]
+                   if p["role"] == "jobs"}  # fmt: skip
+        assert sorted(runners.values()) == ["job runner 1", "job runner 2"]
+        line = next(line for line in first.stdout.splitlines() if line.startswith("  job runners: "))
+        leader = next(pid for pid, name in runners.items() if line.startswith(f"  job runners: {name} (pid {pid}) "))
+        standby = next(pid for pid in runners if pid != leader)
+        assert line == (f"  job runners: {runners[leader]} (pid {leader}) leads; {runners[standby]} (pid {standby}) "
+                        "stands by (takes over within the lock's 3 s TTL if the leader dies)")  # fmt: skip
+        assert "leader" not in (state / "dev.json").read_text()  # read from Redis, never stored
+
+        # The leader dies: `dev up` lets the standby take over, then starts a new standby in its place.
+        os.kill(leader, signal.SIGKILL)
+        while alive(leader, "python"):
+            time.sleep(0.02)
+        again = run("dev", "up", *args, "--json")
+        assert again.exit_code == 0, again.stderr
+        assert f"Restarted {runners[leader]} (it had stopped; the other job runner ran on)." in again.stderr
+        doc = json.loads(again.stdout)
+        assert doc["already_running"] is False
+        procs = doc["backend"]["processes"]
+        assert [p["name"] for p in procs] == ["job runner 1", "job runner 2", "uvicorn (2 workers)"]
+        replacement = next(p["pid"] for p in procs if p["name"] == runners[leader])
+        assert replacement != leader
+        assert doc["backend"]["leader"] == standby
+        assert all(alive(p["pid"], "python") for p in procs)
+        saved = json.loads((state / "dev.json").read_text())["backend"]["processes"]
+        assert [p["pid"] for p in saved] == [p["pid"] for p in procs]
+        text = run("dev", "up", *args)
+        assert text.exit_code == 0, text.stderr
+        assert (f"  job runners: {runners[standby]} (pid {standby}) leads; {runners[leader]} (pid {replacement}) "
+                "stands by") in text.stdout  # fmt: skip
+    finally:
+        down = run("dev", "down", "--state-dir", str(state))
+    assert down.exit_code == 0, down.stderr
+    assert "Stopped job runner 1" in down.stdout
+    assert "Stopped job runner 2" in down.stdout
+    assert stack_processes(state) == []

@@ -39,7 +39,8 @@ def test_status_json_lists_every_feature_with_stable_fields(run, store) -> None:
         "reads_from": "REST (WebSocket shadow)",
     }
     assert positions["parity"] == {"verdict": None, "judged_at": None, "age_s": None, "counts": {}, "stream": None}
-    assert set(doc) == {"redis", "prefix", "workers", "features"}
+    # issue 10: the store's epoch and whether the flag Redis persists its data are part of it too
+    assert set(doc) == {"redis", "prefix", "workers", "features", "store", "persistence"}
 
 
 def test_status_table_shows_stage_reader_verdict_and_last_change(run, store, client, keys) -> None:  # type: ignore[no-untyped-def]

@@ -172,13 +172,18 @@ def test_change_writes_flag_audit_and_notification_together(store: FlagStore, cl
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
     store.change("account_balance", Stage.SHADOW, reason="go")
     msg = pubsub.get_message(timeout=1)
-    assert json.loads(msg["data"]) == {"feature": "account_balance", "stage": "shadow", "percent": 0, "version": 1}
+    epoch = client.hget(keys.meta, "epoch")  # the store's first change wrote its epoch (issue 10)
+    assert epoch
+    assert json.loads(msg["data"]) == {"feature": "account_balance", "stage": "shadow", "percent": 0, "version": 1,
+                                       "epoch": epoch}  # fmt: skip
     flag = client.hgetall(keys.flag("account_balance"))
     assert flag["stage"] == "shadow"
     assert flag["version"] == "1"
     assert flag["updated_by"] == "tester"
+    assert flag["epoch"] == epoch
     (entry,) = store.history()
     assert entry.fields["prev_hash"] == ""
+    assert entry.fields["epoch"] == epoch
     assert entry.fields["hash"] == entry_hash(entry.fields)
     pubsub.close()
 

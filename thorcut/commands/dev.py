@@ -88,6 +88,13 @@ def up(
                 err().print("Interrupted: stopped what `dev up` had started.")
             raise
     state["already_running"] = kept and not started
+    backend = state.get("backend")
+    if isinstance(backend, dict) and "leader" not in backend:
+        from thorcut import devbackend
+
+        runners = [p["pid"] for p in backend["processes"] if p.get("role") == "jobs"]
+        url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
+        backend["leader"] = devbackend.wait_leader(url, settings.prefix, runners, timeout=devbackend.LOCK_TTL + 1)
     _report(state, settings.redis_url, state_dir, kept=kept, as_json=as_json)
 
 
@@ -95,15 +102,33 @@ def _ensure_backend(state: dict[str, Any], previous: dict[str, Any] | None, sett
                     kept: bool, port: int | None, workers: int, tick: float, no_backend: bool,
                     no_frontend: bool) -> bool:  # fmt: skip
     """Put the backend into ``state`` and save it: the one ``previous`` records if all of it still
-    runs against the ``kept`` Redis, else a new one (after stopping what is left of the old).
-    Return whether a backend was started. On failure the state file keeps the Redis only."""
+    runs against the ``kept`` Redis; that one with a job runner started in place of each that died
+    if the web server and another runner run on; else a new one (after stopping what is left of
+    the old). Return whether anything was started. On failure the state file keeps the Redis
+    only (and what still runs of a backend whose runner could not be replaced)."""
     from thorcut import devbackend, devstack, devstate
 
+    url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
     old = previous.get("backend") if previous else None
     live, gone = devbackend.recorded_running(old) if isinstance(old, dict) else ([], [])
     if live and isinstance(old, dict) and kept and port is not None and port != old.get("port") and not no_backend:
         raise UsageError(f"the demo backend already runs at {old.get('url')}; run `thorcut dev down` first "
                          f"to start it on port {port}")  # fmt: skip
+    roles = {p.get("role") for p in live}
+    if isinstance(old, dict) and kept and not no_backend and gone and roles == {"jobs", "web"} \
+            and all(p.get("role") == "jobs" for p in gone):  # fmt: skip
+        # A job runner died (say the leader, killed to watch the standby take over): the other
+        # one leads now, so only a new standby is needed (issue 10).
+        backend = state["backend"] = {**old, **devbackend.demo_login()}
+        try:
+            names = devbackend.restart_runners(
+                state_dir, url, settings.prefix, backend, gone, tick=tick,
+                record=lambda b: devstate.save_state(state_dir, {**state, "backend": b}),
+            )  # fmt: skip
+        finally:
+            devstate.save_state(state_dir, state)
+        _progress(f"Restarted {' and '.join(names)} (it had stopped; the other job runner ran on).")
+        return True
     if isinstance(old, dict) and (not kept or (gone and not no_backend)):
         # Half a backend (a process died: its workers may linger on the port), or one whose Redis
         # is gone: stop what is left of it, then start afresh.
@@ -122,7 +147,6 @@ def _ensure_backend(state: dict[str, Any], previous: dict[str, Any] | None, sett
     if not devstack.port_free(port):
         raise UsageError(f"port {port} is in use by another program; choose another with --port "
                          "(or THORCUT_DEV_PORT; `make demo PORT=…`)")  # fmt: skip
-    url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
     try:
         state["backend"] = devbackend.up(
             state_dir, url, settings.prefix, port=port, workers=workers, tick=tick, frontend=not no_frontend,
@@ -162,6 +186,9 @@ def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bo
             f"  API token:  {token}" if token else
             "  API token:  shown by the `dev up` that started it (`thorcut dev down`, then `dev up`, makes a new one)",
         ]  # fmt: skip
+        runners = _runners_line(backend)
+        if runners:
+            lines.insert(1, runners)
         console.print("\n".join(lines), markup=False)
     else:
         console.print("No backend (--no-backend); `thorcut dev up` without it starts one.")
@@ -195,6 +222,23 @@ def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bo
         "thorcut dev down",
     ):
         console.print(f"  {line}", markup=False)
+
+
+def _runners_line(backend: dict[str, Any]) -> str:
+    """Say which job runner leads and which stands by ("" for a backend without runners)."""
+    from thorcut.devbackend import LOCK_TTL
+
+    runners = [p for p in backend["processes"] if p.get("role") == "jobs"]
+    if not runners:
+        return ""
+    leader = next((p for p in runners if p["pid"] == backend.get("leader")), None)
+    others = ", ".join(f"{p['name']} (pid {p['pid']})" for p in runners if p is not leader)
+    if leader is None:
+        return f"  job runners: {others}: one leads at a time; none holds the leader lock yet"
+    line = f"  job runners: {leader['name']} (pid {leader['pid']}) leads"
+    if others:
+        line += f"; {others} stands by (takes over within the lock's {LOCK_TTL:g} s TTL if the leader dies)"
+    return line
 
 
 @app.command()

@@ -19,7 +19,12 @@ app = typer.Typer()
 def history(
     feature: str | None = typer.Argument(None, help="Only this feature's changes."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many entries (newest first)."),
-    verify: bool = typer.Option(False, "--verify", help="Recompute the hash chain; exit 1 at the first broken entry."),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Recompute the hash chain; exit 1 at the first broken entry, or when the log does not start at "
+        "the store's genesis (Redis lost or replaced its data).",
+    ),
     as_json: JsonOpt = False,
     redis_url: RedisUrlOpt = None,
     timeout: TimeoutOpt = None,
@@ -41,14 +46,20 @@ def history(
                     "checked": report.checked,
                     "broken_id": report.broken_id,
                     "problem": report.problem or None,
+                    "genesis": report.genesis or None,
+                    "epoch": report.epoch,
                 }
             )
-        if not report.ok:
+        if report.problem:
             raise AuditChainBroken(
                 f"audit chain broken at entry {report.broken_id} (#{report.checked}): {report.problem}"
             )
+        if report.genesis:
+            raise AuditChainBroken(report.genesis)
         if not as_json:
             out().print(f"Audit chain intact: {report.checked} entries verified.")
+            if report.epoch:
+                out().print(f"It starts at the genesis of the store's epoch {report.epoch}.")
         return
     entries = session.store.history(feature, limit)
     if as_json:
@@ -59,11 +70,13 @@ def history(
         table.add_column(col, no_wrap=col != "reason")
     for e in entries:
         f = e.fields
-        change = safe(f"{f.get('from')} → {f.get('to')}")
+        change = safe(f.get("event") or f"{f.get('from')} → {f.get('to')}")
         if f.get("to") == "live":
             change.append(f" {f.get('percent')}%")
         if e.forced:
             change.append(" FORCED", style="bold yellow")
+        if f.get("reset"):
+            change.append(" NEW EPOCH after a reset", style="bold red")
         table.add_row(
             safe(f.get("at")),
             safe(e.feature),

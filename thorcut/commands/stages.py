@@ -25,6 +25,9 @@ from thorcut.session import open_session
 
 app = typer.Typer()
 
+ResetForceOpt = typer.Option(
+    False, "--force", help="On a reset store (Redis lost its data): change it anyway and start a new epoch "
+    "(needs --reason; audited).")  # fmt: skip
 FeatureArg = typer.Argument(..., help="account_balance, positions, intraday, global_market (or a manifest feature).")
 
 
@@ -60,6 +63,10 @@ def _change(
 
 
 def _report(outcomes: list[Outcome], store: FlagStore, wait: float | None, as_json: bool) -> None:
+    reset = next((o for o in outcomes if o.reset), None)
+    if reset is not None:
+        err().print(safe(f"Warning: {reset.reset}. This change started a new epoch; the reset is recorded in "
+                         f"the audit log (entry {reset.entry_id})."), style="bold red")  # fmt: skip
     waited = [_wait(store, o, wait) for o in outcomes] if wait is not None else []
     if as_json:
         doc: dict[str, Any] = {"changes": [o.to_dict() for o in outcomes]}
@@ -90,7 +97,8 @@ def _describe(o: Outcome) -> Any:
     if o.dry_run:
         text.append(" (dry run: nothing written)", style="dim")
     if o.forced:
-        text.append(" — FORCED past the parity gate (recorded)", style="bold yellow")
+        past = "a reset store" if o.reset else "the parity gate"
+        text.append(f" — FORCED past {past} (recorded)", style="bold yellow")
     return text
 
 
@@ -150,6 +158,7 @@ def _describe_wait(w: dict[str, Any]) -> Any:
 @app.command()
 def shadow(
     feature: str = FeatureArg,
+    force: bool = ResetForceOpt,
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
@@ -166,6 +175,7 @@ def shadow(
     _change(
         feature,
         Stage.SHADOW,
+        force=force,
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
@@ -181,7 +191,9 @@ def shadow(
 def enable(
     feature: str = FeatureArg,
     percent: int | None = typer.Option(None, "--percent", min=0, max=100, help="Share of clients on WebSocket."),
-    force: bool = typer.Option(False, "--force", help="Override the parity gate (needs --reason; audited)."),
+    force: bool = typer.Option(
+        False, "--force", help="Override the parity gate, or a reset store (needs --reason; audited)."
+    ),
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
@@ -247,6 +259,7 @@ def disable(
 @app.command()
 def off(
     feature: str = FeatureArg,
+    force: bool = ResetForceOpt,
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
@@ -263,6 +276,7 @@ def off(
     _change(
         feature,
         Stage.OFF,
+        force=force,
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,
@@ -277,6 +291,7 @@ def off(
 @app.command()
 def complete(
     feature: str = FeatureArg,
+    force: bool = ResetForceOpt,
     reason: ReasonOpt = "",
     expect_version: ExpectVersionOpt = None,
     dry_run: DryRunOpt = False,
@@ -293,6 +308,7 @@ def complete(
     _change(
         feature,
         Stage.COMPLETE,
+        force=force,
         reason=reason,
         expect_version=expect_version,
         dry_run=dry_run,

@@ -19,10 +19,12 @@ from rich.text import Text
 from thorcut.compare.verdict import ParityRecord, Verdict
 from thorcut.config import Settings, redact_url
 from thorcut.features import Stage
+from thorcut.flags.epoch import StoreEpoch
 from thorcut.flags.rollout import bad_override, env_override, reads_from
 from thorcut.flags.store import FlagState
 from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, Seconds, TimeoutOpt
-from thorcut.output import ago, fit_table, out, print_json, safe
+from thorcut.output import ago, err, fit_table, out, print_json, safe
+from thorcut.redisconn import Keys, persistence
 from thorcut.session import Session, open_session
 
 app = typer.Typer()
@@ -41,6 +43,7 @@ class Snapshot:
     workers: list[str]
     worker_overrides: dict[str, dict[str, str]]
     read_at: datetime
+    epoch: StoreEpoch
     error: str = ""
 
     def overrides(self, feature: str) -> dict[str, Any]:
@@ -58,7 +61,7 @@ class Snapshot:
     def signature(self) -> tuple[Any, ...]:
         """What the view shows, minus the ages that tick: equal signatures show the same state."""
         parity = {n: p.raw for n, p in self.parity.items()}
-        return (self.flags, parity, sorted(self.workers), self.worker_overrides)
+        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch)
 
     def to_dict(self) -> dict[str, Any]:
         rows = []
@@ -74,6 +77,7 @@ class Snapshot:
             "prefix": self.settings.prefix,
             "workers": len(self.workers),
             "features": rows,
+            "store": self.epoch.to_dict(Keys(self.settings.prefix)),
         }
 
     def _override_text(self, name: str) -> Text | None:
@@ -145,6 +149,13 @@ class Snapshot:
             f"{len(self.workers)} backend worker(s) registered",
             style="dim",
         )
+        problem = self.epoch.problem(Keys(self.settings.prefix))
+        if problem:
+            footer.append(
+                f"\nStore reset: {problem}. Restore a backup (`thorcut restore FILE`) or check every stage; "
+                "backend workers keep the stages they knew.",
+                style="bold red",
+            )
         if self.error:
             footer.append(f"\n{self.error}", style="bold red")
         if not fit_table(console, table, width):
@@ -161,6 +172,7 @@ def read_snapshot(session: Session) -> Snapshot:
         store.live_workers(),
         store.worker_overrides(),
         datetime.now(UTC),
+        store.epoch(),
     )
 
 
@@ -188,13 +200,23 @@ def status(
     """
     session = open_session(redis_url, timeout, config)
     if watch or watch_for is not None:
+        _warn_persistence(persistence(session.client))
         _watch(session, as_json, watch_for)
         return
     snap = read_snapshot(session)
+    persists, why = persistence(session.client)
     if as_json:
-        print_json(snap.to_dict())
+        print_json({**snap.to_dict(), "persistence": {"configured": persists, "detail": why}})
     else:
         out().print(snap)
+    _warn_persistence((persists, why))
+
+
+def _warn_persistence(found: tuple[bool | None, str]) -> None:
+    """One line on stderr when the flag Redis would lose everything on a restart, or may."""
+    persists, why = found
+    if persists is not True:
+        err().print(Text(f"Warning: {why}", style="yellow"), soft_wrap=True)
 
 
 def _watch(session: Session, as_json: bool, watch_for: float | None) -> None:

@@ -10,10 +10,16 @@ from dataclasses import dataclass
 #: Fields of an audit entry, in the order they are written. ``hash`` is computed over the rest.
 FIELDS = ("feature", "from", "to", "percent", "version", "by", "reason", "forced", "at", "prev_hash")
 
+#: Fields hashed only when an entry has them, so entries written before they existed keep their
+#: hashes: ``epoch`` (the store's epoch when written), ``reset`` (why the store looked reset when
+#: this entry started a new epoch) and ``event`` (``restore`` for an entry recording a forced restore).
+OPTIONAL = ("epoch", "reset", "event")
+
 
 def entry_hash(fields: dict[str, str]) -> str:
     """Return the SHA-256 hex digest of the entry's fields (all but ``hash``), canonically encoded."""
     body = {name: fields.get(name, "") for name in FIELDS}
+    body.update({name: fields[name] for name in OPTIONAL if name in fields})
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -51,6 +57,9 @@ class AuditEntry:
             "at": f.get("at"),
             "prev_hash": f.get("prev_hash"),
             "hash": f.get("hash"),
+            "epoch": f.get("epoch"),
+            "reset": f.get("reset"),
+            "event": f.get("event"),
         }
 
 
@@ -61,10 +70,14 @@ class ChainReport:
     checked: int
     broken_id: str | None = None
     problem: str = ""
+    #: Why the log does not start at the store's genesis (docs/contracts.md, "The store's epoch,
+    #: backup and restore"); "" when it does or the chain itself is broken.
+    genesis: str = ""
+    epoch: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.broken_id is None
+        return not self.problem and not self.genesis
 
 
 def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:

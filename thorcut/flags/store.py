@@ -1,8 +1,9 @@
 """The flag store: read and change feature stages in Redis (docs/contracts.md, "Redis keys").
 
-Every change is one Lua script that compare-and-sets the feature's ``version`` (and the audit
-chain head, and for ``enable`` the PASS verdict it relied on), writes the flag hash, appends
-the hash-chained audit entry and publishes on ``{prefix}:changes``. Either all of that happens
+Every change is one Lua script that compare-and-sets the feature's ``version`` (and the store's
+epoch, the audit chain head, and for ``enable`` the PASS verdict it relied on), writes the flag
+hash, appends the hash-chained audit entry and publishes on ``{prefix}:changes``; the store's
+first change also writes ``{prefix}:meta`` (thorcut/flags/epoch.py). Either all of that happens
 or none of it; a lost race is retried from a fresh read, or reported as stale when the caller
 pinned ``expect_version``.
 """
@@ -12,19 +13,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
 from thorcut.compare.verdict import ParityRecord, gate, now_iso
-from thorcut.errors import EvidenceRefused, StaleVersion, TransitionRefused, UsageError
+from thorcut.errors import EvidenceRefused, StaleVersion, StoreWasReset, TransitionRefused, UsageError
 from thorcut.features import Stage, allowed, route_hint
 from thorcut.flags.audit import AuditEntry, ChainReport, entry_hash, verify_chain
+from thorcut.flags.epoch import GENESIS, StoreEpoch, genesis_problem, new_epoch, read_epoch
+from thorcut.flags.state import FlagState, check_text
+
+__all__ = ["FlagState", "FlagStore", "Outcome", "Request"]
 from thorcut.redisconn import Keys
 
 _COMMIT = """
 local p = cjson.decode(ARGV[1])
+local epoch = redis.call('HGET', KEYS[2], 'epoch') or ''
+if epoch ~= p.epoch then return {'epoch', epoch} end
 local head = ''
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last > 0 then
@@ -33,16 +40,17 @@ if #last > 0 then
 end
 if head ~= p.head then return {'chain', head} end
 for i, c in ipairs(p.changes) do
-  local v = tonumber(redis.call('HGET', KEYS[2 * i], 'version') or '0')
+  local v = tonumber(redis.call('HGET', KEYS[2 * i + 1], 'version') or '0')
   if v ~= c.expect then return {'stale', c.feature, tostring(v)} end
   if c.evidence then
-    local e = redis.call('HMGET', KEYS[2 * i + 1], 'verdict', 'judged_at')
+    local e = redis.call('HMGET', KEYS[2 * i + 2], 'verdict', 'judged_at')
     if e[1] ~= 'PASS' or e[2] ~= c.evidence then return {'evidence', c.feature} end
   end
 end
+if p.new_epoch then redis.call('HSET', KEYS[2], 'epoch', p.new_epoch, 'created_at', p.at) end
 local ids = {}
 for i, c in ipairs(p.changes) do
-  redis.call('HSET', KEYS[2 * i], unpack(c.flag))
+  redis.call('HSET', KEYS[2 * i + 1], unpack(c.flag))
   ids[i] = redis.call('XADD', KEYS[1], '*', unpack(c.audit))
 end
 for i, c in ipairs(p.changes) do redis.call('PUBLISH', p.channel, c.notify) end
@@ -51,64 +59,6 @@ return {'ok', unpack(ids)}
 
 #: How many times a change is re-planned after losing a race before giving up.
 MAX_ATTEMPTS = 200
-
-
-@dataclass(frozen=True)
-class FlagState:
-    """A feature's stored stage. A feature never written is ``off`` at version 0."""
-
-    feature: str
-    stage: Stage = Stage.OFF
-    percent: int = 0
-    version: int = 0
-    updated_at: str = ""
-    updated_by: str = ""
-    reason: str = ""
-
-    @classmethod
-    def from_hash(cls, feature: str, data: dict[str, str]) -> FlagState:
-        """Build from the stored hash; unknown stages read as ``off``, the safe default."""
-        try:
-            stage = Stage(data.get("stage", "off"))
-        except ValueError:
-            stage = Stage.OFF
-        return cls(
-            feature,
-            stage,
-            _int(data.get("percent"), 0),
-            _int(data.get("version"), 0),
-            data.get("updated_at", ""),
-            data.get("updated_by", ""),
-            data.get("reason", ""),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "feature": self.feature,
-            "stage": self.stage.value,
-            "percent": self.percent,
-            "version": self.version,
-            "updated_at": self.updated_at or None,
-            "updated_by": self.updated_by or None,
-            "reason": self.reason or None,
-        }
-
-
-def _check_text(value: str, what: str) -> None:
-    """Raise UsageError if ``value`` cannot be stored as UTF-8: bytes that were not UTF-8 on the
-    command line reach Python as lone surrogates, which neither Redis' cjson nor redis-py accept."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
-        raise UsageError(f"{what} is not valid UTF-8 text ({shown!r}); write it in UTF-8") from None
-
-
-def _int(raw: str | None, default: int) -> int:
-    try:
-        return int(raw) if raw is not None else default
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -142,6 +92,8 @@ class Outcome:
     forced: bool = False
     entry_id: str | None = None
     dry_run: bool = False
+    #: Set when this change started the store's epoch over a reset store: why it looked reset.
+    reset: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -239,11 +191,13 @@ class FlagStore:
 
         Raises :class:`TransitionRefused` for a move the stage machine forbids,
         :class:`EvidenceRefused` when entering ``live`` without a valid PASS (unless ``force``),
-        :class:`StaleVersion` when ``expect_version`` is not the stored version.
+        :class:`StaleVersion` when ``expect_version`` is not the stored version, and
+        :class:`StoreWasReset` on a reset store (data but no ``meta``) unless ``force`` or
+        ``rollback`` — and always with ``expect_version``, which cannot be checked across a reset.
         """
-        _check_text(reason, "--reason")
+        check_text(reason, "--reason")
         if force and not reason.strip():
-            raise UsageError("--force needs --reason explaining why the parity gate is overridden")
+            raise UsageError("--force needs --reason explaining why the parity gate (or a reset store) is overridden")
         if percent is not None and not 0 <= percent <= 100:
             raise UsageError(f"percent must be between 0 and 100, not {percent}")
         outcomes = self._apply([Request(feature, to, percent, rollback)], reason, force, expect_version, dry_run)
@@ -251,7 +205,7 @@ class FlagStore:
 
     def rollback_all(self, *, reason: str = "", dry_run: bool = False) -> list[Outcome]:
         """Move every live or complete feature back to shadow in one atomic step."""
-        _check_text(reason, "--reason")
+        check_text(reason, "--reason")
         current = self.read_all()
         wanted = [
             Request(f, Stage.SHADOW, rollback=True)
@@ -272,12 +226,15 @@ class FlagStore:
         only_if_still_rollbackable: bool = False,
     ) -> list[Outcome]:
         for _attempt in range(MAX_ATTEMPTS):
+            epoch = read_epoch(self.client, self.keys, self.features)
             head = self._chain_head()
             pipe = self.client.pipeline(transaction=False)
             for r in requests:
                 pipe.hgetall(self.keys.flag(r.feature))
                 pipe.hgetall(self.keys.parity(r.feature))
             raw = pipe.execute()
+            if epoch.reset:
+                self._check_reset(epoch, requests, force, expect_version, dry_run)
             plans: list[_Plan] = []
             for i, r in enumerate(requests):
                 before = FlagState.from_hash(r.feature, raw[2 * i])
@@ -290,14 +247,40 @@ class FlagStore:
                 if only_if_still_rollbackable and before.stage not in (Stage.LIVE, Stage.COMPLETE):
                     continue
                 plans.append(self._plan(r, before, ParityRecord.from_hash(raw[2 * i + 1]), force))
+            if epoch.reset and force:  # the reset was overridden: that is recorded as forced
+                plans = [replace(p, forced=True) if p.changes else p for p in plans]
             pending = [p for p in plans if p.changes]
             if dry_run or not pending:
                 return [Outcome(p.before, p.after, p.forced, None, dry_run) for p in plans]
-            ids = self._commit_plans(pending, head, reason)
+            ids = self._commit_plans(pending, head, reason, epoch)
             if ids is not None:
                 by_feature = dict(zip((p.before.feature for p in pending), ids, strict=True))
-                return [Outcome(p.before, p.after, p.forced, by_feature.get(p.before.feature)) for p in plans]
+                why = epoch.problem(self.keys) if epoch.reset else None
+                return [
+                    Outcome(p.before, p.after, p.forced, by_feature.get(p.before.feature), reset=why) for p in plans
+                ]
         raise StaleVersion("gave up after losing the race for this change too many times; retry", current=-1)
+
+    def _check_reset(
+        self, epoch: StoreEpoch, requests: list[Request], force: bool, expect_version: int | None, dry_run: bool
+    ) -> None:
+        """Refuse a change on a reset store unless it is acknowledged (docs/contracts.md, "The
+        store's epoch, backup and restore"): a rollback goes through (it is never gated), anything
+        else needs ``--force --reason``, and ``--expect-version`` is refused outright — a version
+        read before the reset says nothing about the store now."""
+        problem = epoch.problem(self.keys)
+        fix = "restore a backup (`thorcut restore FILE`), or check `thorcut status` and"
+        if expect_version is not None:
+            raise StoreWasReset(
+                f"{problem}; --expect-version {expect_version} cannot be checked across a reset — {fix} "
+                "retry without --expect-version"
+            )
+        if dry_run or force or all(r.rollback for r in requests):
+            return
+        raise StoreWasReset(
+            f"{problem}; refusing to change it as if nothing happened — {fix} acknowledge the reset with "
+            "--force --reason TEXT (recorded in the audit log; the change starts a new epoch)"
+        )
 
     def _plan(self, r: Request, before: FlagState, parity: ParityRecord, force: bool) -> _Plan:
         """Return the state after ``r``; raise if the stage machine or the gate refuses it.
@@ -343,12 +326,23 @@ class FlagStore:
             return _Plan(before, after, forced=True)
         return plan
 
-    def _commit_plans(self, plans: list[_Plan], head: str, reason: str) -> list[str] | None:
-        """Run the script; return the new audit ids, or None if a race was lost (re-plan)."""
+    def _commit_plans(
+        self, plans: list[_Plan], head: str, reason: str, epoch: StoreEpoch | None = None
+    ) -> list[str] | None:
+        """Run the script; return the new audit ids, or None if a race was lost (re-plan).
+
+        ``epoch`` is the store's epoch the plans were made on (read now if not given). On a store
+        without one, the commit starts a new epoch; over a reset store the first entry says why.
+        """
+        if epoch is None:
+            epoch = read_epoch(self.client, self.keys, self.features)
         at = now_iso()
+        started = new_epoch() if epoch.epoch is None else None
+        current = epoch.epoch or started or ""
+        reset = epoch.problem(self.keys) if epoch.reset else None
         changes = []
         prev = head
-        keys = [self.keys.audit]
+        keys = [self.keys.audit, self.keys.meta]
         for p in plans:
             before, after = p.before, p.after
             audit = {
@@ -362,7 +356,10 @@ class FlagStore:
                 "forced": "1" if p.forced else "0",
                 "at": at,
                 "prev_hash": prev,
+                "epoch": current,
             }
+            if reset:
+                audit["reset"], reset = reset, None  # recorded once, on the epoch's first entry
             audit["hash"] = prev = entry_hash(audit)
             flag = {
                 "stage": after.stage.value,
@@ -371,12 +368,14 @@ class FlagStore:
                 "updated_at": at,
                 "updated_by": self.operator,
                 "reason": reason,
+                "epoch": current,
             }
             notify = {
                 "feature": after.feature,
                 "stage": after.stage.value,
                 "percent": after.percent,
                 "version": after.version,
+                "epoch": current,
             }
             change: dict[str, Any] = {
                 "feature": after.feature,
@@ -389,11 +388,14 @@ class FlagStore:
                 change["evidence"] = p.evidence
             changes.append(change)
             keys += [self.keys.flag(after.feature), self.keys.parity(after.feature)]
-        payload = json.dumps({"head": head, "channel": self.keys.changes, "changes": changes})
-        reply = self._commit(keys=keys, args=[payload])
+        payload: dict[str, Any] = {"head": head, "channel": self.keys.changes, "changes": changes,
+                                   "epoch": epoch.epoch or "", "at": at}  # fmt: skip
+        if started is not None:
+            payload["new_epoch"] = started
+        reply = self._commit(keys=keys, args=[json.dumps(payload)])
         if reply[0] == "ok":
             return [str(x) for x in reply[1:]]
-        return None  # 'chain', 'stale' or 'evidence': someone else wrote first; re-read and re-plan
+        return None  # 'epoch', 'chain', 'stale' or 'evidence': someone else wrote first; re-read and re-plan
 
     def _chain_head(self) -> str:
         last: Any = self.client.xrevrange(self.keys.audit, count=1)
@@ -427,9 +429,20 @@ class FlagStore:
                 return
             lower = "(" + page[-1][0]
 
+    def epoch(self) -> StoreEpoch:
+        """Return what ``{prefix}:meta`` and a cheap look at the data say about the store's epoch."""
+        return read_epoch(self.client, self.keys, self.features)
+
     def verify(self) -> ChainReport:
-        """Recompute the audit chain; the report names the first broken entry, if any."""
-        return verify_chain(self.iter_audit())
+        """Recompute the audit chain and check that it starts at the store's genesis; the report
+        names the first broken entry, or says why the log does not start at the genesis."""
+        report = verify_chain(self.iter_audit())
+        epoch = self.epoch()
+        if not report.ok:
+            return report
+        entry_id, why = genesis_problem(self.iter_audit(), epoch, self.keys)
+        genesis = f"{GENESIS}: {why}" if why else ""
+        return ChainReport(report.checked, entry_id if genesis else None, "", genesis, epoch.epoch)
 
     # -- workers and acknowledgements (``--wait``) ------------------------------------------
 

@@ -6,6 +6,13 @@ is newer than the one it holds, acknowledges it under ``{prefix}:ack:<feature>:<
 keeps the worker registered in ``{prefix}:workers``. When Redis goes away the last known stages
 stay in force and the thread reconnects with backoff, then resubscribes and resyncs. A process
 that never managed to read sees every feature ``off`` — clients read REST, the safe default.
+
+The watcher follows the store's epoch (``{prefix}:meta``, docs/contracts.md "The store's epoch,
+backup and restore"). When the store it reads no longer has the epoch it followed — Redis lost
+or replaced its data — that is a **reset**: it keeps every stage it knew, except for a feature
+changed since in the new epoch (or whose stored stage is the one it holds), logs a warning,
+calls the reset listeners and shows the reset in :attr:`FlagWatcher.reset` until the store
+has the old epoch again (a restore) or every feature has been adopted in the new one.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -46,6 +53,10 @@ class EffectiveFlag:
     def percent(self) -> int:
         return 100 if self.override is Stage.LIVE else self.state.percent
 
+    def state_key(self) -> tuple[Stage, int]:
+        """The stored (stage, percent) this flag holds, without the override."""
+        return (self.state.stage, self.state.percent)
+
     def reads_websocket(self, client_id: str) -> bool:
         """Return whether ``client_id`` should render this feature from WebSocket."""
         return reads_websocket(self.stage, self.percent, self.state.feature, client_id)
@@ -54,11 +65,36 @@ class EffectiveFlag:
 Listener = Callable[[str, EffectiveFlag], None]
 
 
+@dataclass(frozen=True)
+class StoreReset:
+    """A reset the watcher saw: the epoch it followed, what the store has now, what it kept."""
+
+    followed: str | None  # the epoch the held stages came from (None: it never saw one)
+    found: str | None  # the store's epoch now (None: no meta)
+    kept: tuple[str, ...] = ()  # features whose last known stage is kept over the store's
+    detected_at: float = field(default_factory=time.time, compare=False)
+
+    def describe(self) -> str:
+        if self.followed is None:
+            return "the flag store holds flags or an audit log but no meta: Redis lost or replaced its data"
+        now = f"epoch {self.found}" if self.found else "no epoch"
+        kept = f"; keeping the last known stages of {', '.join(self.kept)}" if self.kept else ""
+        return f"the flag store was reset: it had epoch {self.followed}, it now has {now}{kept}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"followed": self.followed, "found": self.found, "kept": list(self.kept),
+                "detected_at": self.detected_at, "message": self.describe()}  # fmt: skip
+
+
+ResetListener = Callable[[StoreReset], None]
+
+
 class FlagWatcher:
     """Subscribes to flag changes and serves the current stages from memory.
 
     ``on_change(feature, flag)`` is called from the watcher thread after each applied change
     (and after a resync that changed something); keep it quick or hand the work off.
+    ``on_reset(reset)`` is called from the same thread when a reset of the store is detected.
     """
 
     def __init__(
@@ -73,6 +109,7 @@ class FlagWatcher:
         register: bool = True,
         ttl: float = 10.0,
         on_change: Listener | None = None,
+        on_reset: ResetListener | None = None,
     ) -> None:
         env = os.environ if env is None else env
         overrides = overrides or {f: f"WS_FEATURE_{f.upper()}" for f in features}
@@ -91,6 +128,13 @@ class FlagWatcher:
         self._pubsub: redis.client.PubSub | None = None
         self.connected = False
         self.resyncs = 0
+        #: The store's epoch the held stages follow: None before the first read, "" for a store
+        #: without meta.
+        self.epoch: str | None = None
+        #: The reset in force, if any (see the module docstring); None when the store is whole.
+        self.reset: StoreReset | None = None
+        self.resets_detected = 0
+        self._reset_listeners: list[ResetListener] = [on_reset] if on_reset else []
 
     # -- reading: no I/O -------------------------------------------------------------------
 
@@ -111,6 +155,9 @@ class FlagWatcher:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_reset_listener(self, listener: ResetListener) -> None:
+        self._reset_listeners.append(listener)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -183,17 +230,33 @@ class FlagWatcher:
 
     def _resync(self, client: redis.Redis) -> None:
         pipe = client.pipeline(transaction=False)
+        pipe.hget(self._keys.meta, "epoch")
+        pipe.exists(self._keys.audit)
         for f in self._features:
             pipe.hgetall(self._keys.flag(f))
+        found, audit, *flags = pipe.execute()
+        store = str(found or "")
+        states = {f: FlagState.from_hash(f, data) for f, data in zip(self._features, flags, strict=True)}
+        if self.epoch is None or self.epoch in ("", store):
+            # The store it followed, or that store's first epoch: the read is authoritative, and
+            # within one epoch versions may even go back (Redis restarted from an older snapshot).
+            adopt = set(self._features)
+        else:  # a reset: keep what it knew unless changed in the new epoch or equal anyway
+            adopt = {
+                f for f, st in states.items()
+                if (store and st.epoch == store) or (st.stage, st.percent) == self._flags[f].state_key()
+            }  # fmt: skip
+        kept = tuple(f for f in self._features if f not in adopt)
+        if not kept and (store or self.epoch is None):
+            self.epoch = store
         changed = []
-        for f, data in zip(self._features, pipe.execute(), strict=True):
-            state = FlagState.from_hash(f, data)
-            held = self._flags[f].state
-            # A resync is authoritative: after a Redis restart versions may even go back. Only a
-            # different (stage, percent, version) is a change; the rest is bookkeeping.
+        for f in adopt:
+            state, held = states[f], self._flags[f].state
+            # Only a different (stage, percent, version) is a change; the rest is bookkeeping.
             if (state.stage, state.percent, state.version) != (held.stage, held.percent, held.version):
                 changed.append(f)
             self._flags[f] = EffectiveFlag(state, self._override[f])
+        self._note_reset(store, bool(audit) or any(flags), kept)
         self.resyncs += 1
         self._register_worker(client)
         self._synced.set()
@@ -201,18 +264,45 @@ class FlagWatcher:
             self._notify(f)
             self._ack(client, f, self._flags[f].state.version)
 
+    def _note_reset(self, store: str, has_data: bool, kept: tuple[str, ...]) -> None:
+        """Set :attr:`reset` after a read; log and tell the listeners when it is a new one."""
+        if self.epoch != store:
+            reset: StoreReset | None = StoreReset(self.epoch or None, store or None, kept)
+        elif not store and has_data:
+            reset = StoreReset(None, None)
+        else:
+            reset = None
+        if reset is not None and reset != self.reset:
+            self.resets_detected += 1
+            log.warning("%s", reset.describe())
+            self.reset = reset
+            for listener in self._reset_listeners:
+                try:
+                    listener(reset)
+                except Exception:  # a listener's bug must not stop flag updates
+                    log.exception("flag reset listener failed")
+        elif reset is None and self.reset is not None:
+            log.warning("the flag store is whole again (epoch %s)", store or "none")
+        self.reset = reset
+
     def _on_message(self, client: redis.Redis, data: str) -> None:
         try:
             msg = json.loads(data)
             feature, version = msg["feature"], int(msg["version"])
             stage, percent = Stage(msg["stage"]), int(msg["percent"])
-        except (ValueError, KeyError, TypeError):
+            epoch = str(msg.get("epoch") or "")
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring a malformed change notification: %.200r", data)
             return
         current = self._flags.get(feature)
-        if current is None or version <= current.state.version:
-            return  # not ours, or already applied (a resync got there first)
-        state = FlagState(feature, stage, percent, version)
+        if current is None:
+            return  # not ours
+        if epoch != self.epoch or self.reset is not None:
+            self._resync(client)  # another epoch, or a reset in force: the epoch rules live there
+            return
+        if version <= current.state.version:
+            return  # already applied (a resync got there first)
+        state = FlagState(feature, stage, percent, version, epoch=epoch)
         self._flags[feature] = EffectiveFlag(state, self._override[feature])
         self._notify(feature)  # listeners first: the ack is a round trip they need not wait for
         self._ack(client, feature, version)

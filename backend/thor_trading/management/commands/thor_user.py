@@ -1,4 +1,9 @@
-"""``manage.py thor_user NAME --password P --account DU1234 [--token NAME]``: create a user and token."""
+"""``manage.py thor_user NAME --password P --account DU1234 [--token NAME] [--quiet]``: create a user and token.
+
+The token is shown once, on its own line ``token <value>`` (the one line ``thorcut dev up`` reads
+and redacts to ``token ***`` in its setup.log). ``--quiet`` prints nothing else, for scripts that
+capture the token. The password is never printed (issue 10: logs never hold a credential).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,15 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--password", required=True)
         parser.add_argument("--account", required=True, help="account code, e.g. DU1234")
-        parser.add_argument("--token", metavar="NAME", help="issue an API token with this name and print it")
+        parser.add_argument("--token", metavar="NAME", help="issue an API token with this name and print it once")
+        parser.add_argument("--quiet", action="store_true", help="print only the `token <value>` line")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             made = ensure_user(opts["username"], opts["password"], opts["account"], token_name=opts["token"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"user {made['username']} owns account {made['account']}")
+        if not opts["quiet"]:
+            self.stdout.write(f"user {made['username']} owns account {made['account']}")
         if made["token"]:
-            self.stdout.write(f"token {made['token']}")
+            self.stdout.write(f"token {made['token']}")  # its own line: `dev up` redacts it in setup.log

@@ -1,0 +1,134 @@
+"""Channel-layer Redis outages in the logs: one line when it goes, one when it is back (issue 10).
+
+While the channel-layer Redis was unreachable, channels_redis logged a traceback from its receive
+task every second and every connecting stream logged its own: 19 tracebacks in one outage. Now
+every connection error seen by the stream consumer, the hub or channels_redis goes through
+:func:`failed`; the first one of an outage logs one WARNING line and starts a probe that pings
+Redis until it answers, which logs the second line (with how long it was away and how many errors
+were folded into the first). Errors that are not connection errors are not ours to hide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.exceptions
+from django.conf import settings
+
+log = logging.getLogger("global_markets.redis")
+
+#: What an unreachable or frozen Redis raises (redis-py's own classes, and the OS's).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+#: Seconds between pings while Redis is away.
+PROBE_EVERY = 0.5
+#: The loggers whose connection-error tracebacks are folded into the outage line.
+NOISY_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (log lines never hold a credential)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+class Outage:
+    """This process's view of the channel-layer Redis: reachable, or away since when."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self.folded = 0
+        self.outages = 0
+        self._probes: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return str(settings.CHANNEL_REDIS_URL)
+
+    def failed(self, exc: BaseException) -> bool:
+        """Record ``exc`` if it is a connection error; return whether it was (then do not log it)."""
+        if not isinstance(exc, CONNECTION_ERRORS):
+            return False
+        with self._lock:
+            first = self.since is None
+            if first:
+                self.since = time.monotonic()
+                self.folded = 0
+                self.outages += 1
+            else:
+                self.folded += 1
+        if first:
+            log.warning("channel-layer Redis at %s is unreachable (%s: %s): no pushes to WebSocket clients, "
+                        "new streams closed with 1011, until it is back", shown_url(self.url),
+                        type(exc).__name__, exc)  # fmt: skip
+            self._start_probe()
+        return True
+
+    def healed(self) -> None:
+        """Redis answered again: log the second line of the outage (no-op when there was none)."""
+        with self._lock:
+            since, folded, self.since = self.since, self.folded, None
+        if since is not None:
+            log.warning("channel-layer Redis at %s is reachable again after %.1f s (%d more errors not logged)",
+                        shown_url(self.url), time.monotonic() - since, folded)  # fmt: skip
+
+    def _start_probe(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: the next outage line waits for a loop's error
+            return
+        task = loop.create_task(self._probe())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe(self) -> None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            while self.since is not None:
+                await asyncio.sleep(PROBE_EVERY)
+                with contextlib.suppress(Exception):  # still away (or frozen: the ping times out)
+                    await client.ping()
+                    self.healed()
+        finally:
+            await client.aclose()
+
+
+outage = Outage()
+
+
+def failed(exc: BaseException) -> bool:
+    """Module shortcut for :meth:`Outage.failed` on this process's tracker."""
+    return outage.failed(exc)
+
+
+class FoldOutageErrors(logging.Filter):
+    """Drop a record whose exception is a Redis connection error, after recording it as an outage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or not outage.failed(exc)
+
+
+def install() -> None:
+    """Put :class:`FoldOutageErrors` on channels_redis's loggers (once per process)."""
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, FoldOutageErrors) for f in logger.filters):
+            logger.addFilter(FoldOutageErrors())

@@ -1,0 +1,339 @@
+"""The OpenAPI 3.1 description of the REST API, served at ``/api/openapi.json``.
+
+One home for it: ``tests/backend/test_openapi.py`` validates real responses of a running backend
+against it and runs Schemathesis over every operation. What the code already says once is taken
+from there: the message types and their features (``messages.TYPE_FEATURE``), the stages
+(``thorcut.features.Stage``) and the features of the flags body (``websocket_features.FEATURES``).
+The ``data`` schemas say what ``messages.py`` builds; ``additionalProperties: false`` makes a field
+added there and not here fail the tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.conf import settings
+
+from global_markets.services.websocket_features import FEATURES
+from thor_trading.messages import TYPE_FEATURE
+from thorcut.features import Stage
+
+Schema = dict[str, Any]
+
+#: How ``messages.iso`` writes times (UTC, milliseconds).
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+#: Market session names (``thor_trading.market``); only ``regular`` is open.
+SESSIONS = ("pre", "regular", "post", "closed")
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Schema]) -> Schema:
+    """An object with exactly these properties, all required."""
+    return {"type": "object", "required": list(properties), "properties": properties, "additionalProperties": False}
+
+
+def _money(*names: str) -> dict[str, Schema]:
+    return {name: {"type": "number"} for name in names}
+
+
+TIME = _ref("Timestamp")
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+
+#: message type -> the schema of its ``data`` (what ``messages.<type>_message`` builds)
+DATA: dict[str, Schema] = {
+    "account_balance": _object(
+        {
+            "account": STRING,
+            "currency": STRING,
+            **_money("cash", "equity", "unrealized_pnl", "realized_pnl", "margin_used", "buying_power"),
+            "as_of": TIME,
+        }
+    ),
+    "positions": _object(
+        {
+            "account": STRING,
+            "positions": {"type": "array", "items": _ref("Position")},
+            "as_of": TIME,
+        }
+    ),
+    "intraday_bar": _object(
+        {"symbol": STRING, "start": TIME, **_money("open", "high", "low", "close"), "volume": INTEGER}
+    ),
+    "vwap": _object({"symbol": STRING, "vwap": {"type": "number"}, "cum_volume": INTEGER, "as_of": TIME}),
+    "market_status": _object(
+        {
+            "market": STRING,
+            "name": STRING,
+            "timezone": STRING,
+            "is_open": {"type": "boolean"},
+            "session": {"enum": list(SESSIONS)},
+            "next_change": TIME,
+        }
+    ),
+}
+
+
+def _camel(type_: str) -> str:
+    return "".join(part.capitalize() for part in type_.split("_"))
+
+
+def envelope_component(type_: str) -> str:
+    """The name of the envelope schema of ``type_`` under ``components/schemas`` (e.g. ``VwapEnvelope``)."""
+    return f"{_camel(type_)}Envelope"
+
+
+def envelope_schema(type_: str) -> Schema:
+    """The envelope of one message type (docs/contracts.md, "The message envelope")."""
+    return _object(
+        {
+            "type": {"const": type_},
+            "feature": {"const": TYPE_FEATURE[type_]},
+            "key": {"type": "string", "description": "the stream within the type: an account, a symbol, a market"},
+            "seq": {"type": "integer", "minimum": 0, "description": "version of the state `data` was built from"},
+            "ts": TIME,
+            "data": _ref(f"{_camel(type_)}Data"),
+        }
+    )
+
+
+def _schemas() -> dict[str, Schema]:
+    schemas: dict[str, Schema] = {
+        "Timestamp": {"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN},
+        "Error": _object({"error": {"type": "string", "description": "what went wrong and how to fix it"}}),
+        "Position": _object(
+            {
+                "symbol": STRING,
+                "quantity": INTEGER,
+                **_money("avg_price", "last_price", "market_value", "unrealized_pnl"),
+            }
+        ),
+        "Envelope": {"oneOf": [_ref(envelope_component(t)) for t in TYPE_FEATURE]},
+        "MarketsList": _object({"markets": {"type": "array", "items": _ref(envelope_component("market_status"))}}),
+        "Flag": _object(
+            {
+                "stage": {"enum": [s.value for s in Stage]},
+                "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                "version": {"type": "integer", "minimum": 0},
+                "source": {"enum": ["rest", "websocket"], "description": "where this client reads the feature"},
+                "override": {"enum": [*(s.value for s in Stage), None], "description": "WS_FEATURE_* of this process"},
+            }
+        ),
+        "CutoverFlags": _object(
+            {
+                "client": STRING,
+                "features": _object({feature: _ref("Flag") for feature in FEATURES}),
+            }
+        ),
+        "Health": _object(
+            {
+                "status": {"enum": ["ok", "degraded"]},
+                "database": {"type": "boolean"},
+                "flags_connected": {"type": "boolean"},
+                "flags_synced": {"type": "boolean"},
+            }
+        ),
+        "Session": {
+            "oneOf": [
+                _object({"authenticated": {"const": False}}),
+                _object(
+                    {
+                        "authenticated": {"const": True},
+                        "username": STRING,
+                        "accounts": {"type": "array", "items": STRING},
+                    }
+                ),
+            ]
+        },
+        "LoggedIn": _object({"authenticated": {"const": True}, "username": STRING}),
+        "LoggedOut": _object({"authenticated": {"const": False}}),
+        "Credentials": _object({"username": STRING, "password": STRING}),
+    }
+    for type_, data in DATA.items():
+        schemas[f"{_camel(type_)}Data"] = data
+        schemas[envelope_component(type_)] = envelope_schema(type_)
+    return schemas
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = _ref("Error")
+RESPONSES: dict[str, Schema] = {
+    "BadRequest": _json(ERROR, "the request cannot be read (e.g. a body that is not a JSON object)"),
+    "Unauthorized": _json(ERROR, "no valid session cookie or bearer token"),
+    "Forbidden": _json(ERROR, "CSRF check failed: send the `csrftoken` cookie's value in `X-CSRFToken`"),
+    "NotFound": _json(ERROR, "no such key for this user (another user's account answers the same), or no state yet"),
+    "MethodNotAllowed": {
+        **_json(ERROR, "the path does not take this method (any method not listed here answers so)"),
+        "headers": {"Allow": {"description": "the methods the path takes", "schema": STRING}},
+    },
+}
+
+TAGS = dict.fromkeys([*TYPE_FEATURE.values(), "cutover", "session", "operations"])
+AUTHENTICATED = [{"bearerAuth": []}, {"sessionCookie": []}]
+PUBLIC: list[dict[str, list[str]]] = []
+
+
+def _response(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _get(
+    summary: str,
+    ok: Schema,
+    *,
+    operation_id: str,
+    tag: str,
+    errors: tuple[str, ...] = ("401",),
+    parameters: list[Schema] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
+    extra: dict[str, Schema] | None = None,
+) -> Schema:
+    """A GET operation: 200 ``ok``, the shared error responses named in ``errors``, and ``extra``."""
+    names = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound"}
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": [tag],
+            "security": AUTHENTICATED if security is None else security,
+            "parameters": parameters or [],
+            "responses": {"200": ok, **{code: _response(names[code]) for code in errors}, **(extra or {})},
+        }
+    }
+
+
+def _query(name: str, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": STRING}
+
+
+SYMBOL = {"name": "symbol", "in": "path", "required": True, "description": "e.g. ES (any case)", "schema": STRING}
+ACCOUNT = _query("account", "account code, e.g. DU1234; default: the caller's first account")
+
+
+def _envelope_get(type_: str, summary: str, parameter: Schema, operation_id: str) -> Schema:
+    ok = _json(_ref(envelope_component(type_)), f"the `{type_}` envelope")
+    return _get(
+        summary, ok, operation_id=operation_id, tag=TYPE_FEATURE[type_], errors=("401", "404"), parameters=[parameter]
+    )
+
+
+def _csrf_post(summary: str, ok: Schema, operation_id: str, *, credentials: bool = False) -> Schema:
+    operation: Schema = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": "Django's CSRF check applies: send the `csrftoken` cookie (set by `GET /api/session`) "
+        "and its value in `X-CSRFToken`.",
+        "tags": ["session"],
+        "security": PUBLIC,
+        "responses": {"200": ok, "403": _response("Forbidden")},
+    }
+    if credentials:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("Credentials")}}}
+        operation["responses"] |= {"400": _response("BadRequest"), "401": _json(ERROR, "wrong username or password")}
+    return {"post": operation}
+
+
+def _paths() -> dict[str, Schema]:
+    markets = _json(
+        {"oneOf": [_ref(envelope_component("market_status")), _ref("MarketsList")]},
+        'with `market`: its envelope; without: `{"markets": [envelope, …]}`',
+    )
+    return {
+        "/api/account/balance": _envelope_get("account_balance", "The account's balance", ACCOUNT, "accountBalance"),
+        "/api/account/positions": _envelope_get("positions", "The account's positions", ACCOUNT, "accountPositions"),
+        "/api/intraday/{symbol}/bar": _envelope_get(
+            "intraday_bar", "The current one-minute bar", SYMBOL, "intradayBar"
+        ),
+        "/api/intraday/{symbol}/vwap": _envelope_get("vwap", "The running VWAP", SYMBOL, "intradayVwap"),
+        "/api/markets/status": _get(
+            "One market's status (`?market=`), or every market's",
+            markets,
+            operation_id="marketsStatus",
+            tag=TYPE_FEATURE["market_status"],
+            errors=("401", "404"),
+            parameters=[_query("market", "e.g. CME (any case); without it: every market")],
+        ),
+        "/api/cutover/flags": _get(
+            "The effective stage of every feature for this client, percent bucket applied",
+            _json(_ref("CutoverFlags"), "one entry per feature"),
+            operation_id="cutoverFlags",
+            tag="cutover",
+            parameters=[_query("client", "client id (default: `user:<id>` of the caller)")],
+        ),
+        "/api/health": _get(
+            "Health (no auth)",
+            _json(_ref("Health"), "the database answers"),
+            operation_id="health",
+            tag="operations",
+            errors=(),
+            security=PUBLIC,
+            extra={"503": _json(_ref("Health"), "the database does not answer")},
+        ),
+        "/api/session": _get(
+            "Who is logged in (and set the `csrftoken` cookie)",
+            _json(_ref("Session"), "the caller, or `authenticated: false`"),
+            operation_id="session",
+            tag="session",
+            errors=(),
+            security=[{}, *AUTHENTICATED],
+        ),
+        "/api/session/login": _csrf_post(
+            "Log in: sets the session cookie", _json(_ref("LoggedIn"), "logged in"), "login", credentials=True
+        ),
+        "/api/session/logout": _csrf_post("Log out", _json(_ref("LoggedOut"), "logged out"), "logout"),
+        "/api/openapi.json": _get(
+            "This description (no auth)",
+            _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI 3.1"),
+            operation_id="openapi",
+            tag="operations",
+            errors=(),
+            security=PUBLIC,
+        ),
+        "/metrics": _get(
+            "Prometheus metrics (no auth)",
+            {"description": "the text exposition format", "content": {"text/plain": {"schema": STRING}}},
+            operation_id="metrics",
+            tag="operations",
+            errors=(),
+            security=PUBLIC,
+        ),
+    }
+
+
+def description() -> Schema:
+    """Return the OpenAPI 3.1 document (a fresh copy: callers may change it)."""
+    doc: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Thor reference backend",
+            "version": "1",
+            "description": "The REST side of the cutover (docs/contracts.md). Every feature endpoint answers "
+            'the same envelope as its WebSocket messages. Errors are JSON `{"error": …}`; a method a path '
+            "does not list answers 405 (`MethodNotAllowed`), an unknown `/api/` path 404.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": name} for name in TAGS],
+        "security": AUTHENTICATED,
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API token (`thor_…`)"},
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "description": "set by `POST /api/session/login`",
+                },
+            },
+            "schemas": _schemas(),
+            "responses": RESPONSES,
+        },
+    }
+    return copy.deepcopy(doc)  # the module's schema constants are shared by many places in it
