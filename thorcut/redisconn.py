@@ -49,6 +49,12 @@ class Keys:
         return f"{self.base}:ack:{feature}:{version}"
 
     @property
+    def epochs(self) -> str:
+        """Hash: worker id -> the store epoch whose stages that worker holds (re-written on each
+        registration), so a store Redis lost entirely is still told from a brand-new one."""
+        return f"{self.base}:epochs"
+
+    @property
     def overrides(self) -> str:
         """Hash: worker id -> JSON ``{feature: stage}`` of the env overrides in force there."""
         return f"{self.base}:overrides"

@@ -160,3 +160,33 @@ def test_watcher_reports_a_store_with_data_but_no_meta(
         assert "no meta" in w.reset.describe()
     finally:
         w.stop()
+
+
+def test_a_store_redis_wiped_entirely_is_told_by_the_epoch_workers_hold(
+    redis_server: EmbeddedRedis, store: FlagStore, client: redis.Redis, prefix: str
+) -> None:
+    # Everything gone (Redis restarted without its data): the store alone looks brand new, but the
+    # registered backend workers still hold the old epoch's stages and say so in {prefix}:epochs.
+    keys = Keys(prefix)
+    store.change("positions", Stage.SHADOW)
+    old = client.hget(keys.meta, "epoch")
+    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), keys, DEFAULT_FEATURES, ttl=0.6)
+    w.start(wait=5)
+    try:
+        assert _until(lambda: client.hget(keys.epochs, w.worker_id) == old)
+        assert store.epoch().problem(keys) is None
+        _wipe(client, prefix)
+        assert _until(lambda: client.hget(keys.epochs, w.worker_id) == old)  # it registers again
+        state = store.epoch()
+        assert state.reset
+        assert f"backend workers hold the stages of epoch {old}" in (state.problem(keys) or "")
+        assert not store.verify().ok
+        with pytest.raises(StoreWasReset):
+            store.change("intraday", Stage.SHADOW)
+        # Nothing written (the worker's own registration keys keep moving, so not a snapshot).
+        assert (client.exists(keys.flag("intraday"), keys.meta, keys.audit)) == 0
+        store.change("intraday", Stage.SHADOW, force=True, reason="Redis lost its data; starting over")
+        assert client.hget(keys.meta, "epoch") not in (None, old)
+    finally:
+        w.stop()
+    assert client.hget(keys.epochs, w.worker_id) is None  # a stopped worker takes its word back

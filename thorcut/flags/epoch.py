@@ -10,6 +10,7 @@ or it was replaced by something thorcut did not write.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ class StoreEpoch:
     has_flags: bool = False
     audit_len: int = 0
     newest_epoch: str | None = None  # the newest audit entry's epoch ("" if it has none)
+    #: epochs whose stages registered backend workers hold ({prefix}:epochs, live workers only)
+    held: frozenset[str] = frozenset()
 
     @property
     def has_data(self) -> bool:
@@ -43,18 +46,27 @@ class StoreEpoch:
 
     @property
     def reset(self) -> bool:
-        """Whether the store was reset in the sense that gates a change: data but no ``meta``."""
-        return self.epoch is None and self.has_data
+        """Whether the store was reset in the sense that gates a change: no ``meta``, but data, or
+        backend workers that hold the stages of an epoch (Redis lost everything)."""
+        return self.epoch is None and (self.has_data or bool(self.held))
 
     def problem(self, keys: Keys) -> str | None:
         """Return why the store looks reset or damaged, or None when it looks whole."""
+        held = ", ".join(sorted(self.held))
         if self.epoch is None:
-            if not self.has_data:
-                return None
-            return (
-                f"the store holds flags or an audit log but no {keys.meta}: Redis lost or replaced its data "
-                "(or it was written by a thorcut older than the epoch)"
-            )
+            if self.has_data:
+                return (
+                    f"the store holds flags or an audit log but no {keys.meta}: Redis lost or replaced its data "
+                    "(or it was written by a thorcut older than the epoch)"
+                )
+            if self.held:
+                return (f"the store is empty, but backend workers hold the stages of epoch {held}: Redis lost "
+                        "its data")  # fmt: skip
+            return None
+        if self.held - {self.epoch}:
+            others = ", ".join(sorted(self.held - {self.epoch}))
+            return (f"backend workers hold the stages of epoch {others}, but the store has epoch {self.epoch}: "
+                    "it was reset since they read it")  # fmt: skip
         if self.audit_len == 0:
             return f"{keys.meta} says the store had changes (epoch {self.epoch}), but its audit log is empty"
         if self.newest_epoch != self.epoch:
@@ -78,15 +90,18 @@ def read_epoch(client: redis.Redis, keys: Keys, features: Iterable[str]) -> Stor
     pipe.hgetall(keys.meta)
     pipe.xlen(keys.audit)
     pipe.xrevrange(keys.audit, count=1)
+    pipe.hgetall(keys.epochs)
+    pipe.zrangebyscore(keys.workers, time.time(), "+inf")
     for name in names:
         pipe.exists(keys.flag(name))
-    meta, length, newest, *flags = pipe.execute()
+    meta, length, newest, epochs, live, *flags = pipe.execute()
     return StoreEpoch(
         meta.get("epoch") if meta else None,
         meta.get("created_at", "") if meta else "",
         any(flags),
         int(length),
         str(newest[0][1].get("epoch", "")) if newest else None,
+        frozenset(str(e) for w, e in epochs.items() if w in set(live) and e),
     )
 
 
@@ -99,7 +114,7 @@ def genesis_problem(entries: Iterable[AuditEntry], state: StoreEpoch, keys: Keys
     carry the same epoch. A store without ``meta`` passes only when it holds nothing at all.
     """
     if state.epoch is None:
-        return (None, state.problem(keys) or "") if state.has_data else (None, "")
+        return (None, state.problem(keys) or "") if state.reset else (None, "")
     first: AuditEntry | None = None
     seen = 0
     for entry in entries:

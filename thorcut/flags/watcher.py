@@ -227,6 +227,7 @@ class FlagWatcher:
         if self._register:
             client.zrem(self._keys.workers, self.worker_id)
             client.hdel(self._keys.overrides, self.worker_id)
+            client.hdel(self._keys.epochs, self.worker_id)
 
     def _resync(self, client: redis.Redis) -> None:
         pipe = client.pipeline(transaction=False)
@@ -324,6 +325,10 @@ class FlagWatcher:
         pipe.zadd(self._keys.workers, {self.worker_id: now + self._ttl})
         pipe.zremrangebyscore(self._keys.workers, "-inf", now)
         pipe.expire(self._keys.workers, int(self._ttl * 3) + 1)
+        held = self.reset.followed if self.reset is not None else self.epoch
+        if held:  # what it holds, so a command can tell a wiped store from a new one
+            pipe.hset(self._keys.epochs, self.worker_id, held)
+            pipe.expire(self._keys.epochs, int(self._ttl * 3) + 1)
         forced = {f: s.value for f, s in self._override.items() if s is not None}
         if forced:
             pipe.hset(self._keys.overrides, self.worker_id, json.dumps(forced, sort_keys=True))
