@@ -315,6 +315,7 @@ def test_redis_outage_logs_one_line_when_it_goes_and_one_when_it_heals(
             fresh = await open_ws(web, token)
             await ping_pong(fresh)
             await fresh.close()
+            await ws.close()  # left open, its transport would be collected unclosed in a later test
 
         run(during_and_after())
         down, up, traces = outage_lines(web.log)
