@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 from typer.testing import CliRunner, Result
 
 from thorcut.devstack import EmbeddedRedis, find_redis_server, free_port
@@ -18,6 +19,13 @@ from thorcut.redisconn import Keys
 
 # Django, the session database and real backend servers, for any test folder that needs them.
 pytest_plugins = ["tests.backend_fixtures"]
+
+# Property tests explore new examples on every run of a developer; in CI (CI=true) they run the
+# same examples each time, so a submission's result does not depend on the draw. A new finding on
+# a developer's machine prints the example (and its blob) to turn into a regression test.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")
 
 
 def start_redis(folder: Path, *, save: bool = False, port: int | None = None) -> EmbeddedRedis:
