@@ -88,16 +88,6 @@ def report_internal_error(exc: BaseException, *, show_traceback: bool) -> int:
     return int(ExitCode.INTERNAL)
 
 
-def _reader_left() -> None:
-    """stdout's reader has gone (`thorcut history | head`): drop what is buffered, quietly."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError):  # not a real file (tests capture stdout)
-        pass
-
-
 class _Boundary(TyperGroup):
     """The one error boundary (STYLE.md): every way a command can end becomes a documented exit.
 
@@ -127,7 +117,9 @@ class _Boundary(TyperGroup):
         except ThorcutError as exc:  # raised outside invoke (root options); normally caught below
             sys.exit(self._user_error(exc))
         except BrokenPipeError:  # `thorcut status -h | head`: help is printed while parsing
-            _reader_left()
+            from thorcut.output import reader_left
+
+            reader_left()
             sys.exit(int(ExitCode.OK))
         except Exception as exc:
             sys.exit(report_internal_error(exc, show_traceback=show))
@@ -147,7 +139,9 @@ class _Boundary(TyperGroup):
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except BrokenPipeError:
-            _reader_left()
+            from thorcut.output import reader_left
+
+            reader_left()
             raise typer.Exit(int(ExitCode.OK)) from None
 
     @staticmethod
@@ -258,5 +252,7 @@ def main() -> None:
     try:
         app()
     except BrokenPipeError:  # `thorcut history | head`: the reader left; that is not an error
-        _reader_left()
+        from thorcut.output import reader_left
+
+        reader_left()
         sys.exit(int(ExitCode.OK))

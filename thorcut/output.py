@@ -24,6 +24,19 @@ class _Stdout(Console):
         raise BrokenPipeError
 
 
+def reader_left() -> None:
+    """stdout's reader has gone (`thorcut history | head`): send what is still buffered to
+    /dev/null, so the exit stays quiet."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):  # not a real file (tests capture stdout)
+        pass
+
+
 def out() -> Console:
     """Return a console on the current stdout (looked up each call, so tests can capture it)."""
     return _Stdout(file=sys.stdout, highlight=False, soft_wrap=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
+from tests.flags.test_watcher import _until
 from tests.redis_snapshot import snapshot
 from thorcut.devstack import EmbeddedRedis
 from thorcut.errors import StaleVersion, StoreWasReset
@@ -21,15 +20,6 @@ def _wipe(client: redis.Redis, prefix: str) -> None:
     names = list(client.scan_iter(match=f"{{{prefix}}}*", count=1000))
     if names:
         client.delete(*names)
-
-
-def _until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def _to_complete(store: FlagStore, feature: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from thorcut.errors import ThorcutError
 from thorcut.features import Stage, check_feature
 from thorcut.manifest import Locators
 from thorcut.options import ConfigOpt, Seconds
-from thorcut.output import safe
+from thorcut.output import reader_left, safe
 from thorcut.recording import RecordingWriter
 from thorcut.stream import Frame, Notice, StreamClient
 
@@ -348,16 +347,6 @@ async def run_tail(client: StreamClient, view: TailView, *, count: int | None, d
         view.flush()
 
 
-def _reader_left() -> None:
-    """stdout's reader has gone: send what is still buffered to /dev/null, so exit stays quiet."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError):  # not a real file (tests capture stdout)
-        pass
-
-
 def _warn_if_off(settings: Settings, features: list[str]) -> None:
     """Say on stderr when a feature asked for is ``off``: the backend broadcasts nothing for it.
 
@@ -479,5 +468,5 @@ def tail(
         if recorder is not None:
             recorder.close()
     if view.broken:
-        _reader_left()
+        reader_left()
     view.summary()
