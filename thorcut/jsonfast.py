@@ -10,7 +10,10 @@ rejects but :mod:`json` accepts (``NaN``, ``Infinity``): a backend that sends th
 not refused. :func:`loads_strict` (recordings, which are bad input when they are not JSON) accepts
 only RFC 8259 JSON: no ``NaN``/``Infinity``, no number beyond the double range, and, given
 ``max_depth``, no nesting deeper than that (measured before parsing, so :mod:`json`'s recursion
-never runs out).
+never runs out). It parses with msgspec, which keeps integers of any size exact and refuses
+numbers beyond the double range by itself, so it needs no digit scan; what msgspec refuses,
+:mod:`json` decides (a lone surrogate escape such as ``"\\ud800"`` is JSON to both :mod:`json`
+and RFC 8259), with the stricter hooks and its own error message.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from array import array
 from itertools import accumulate
 from typing import Any
 
+import msgspec
 import orjson
 
 # Every digit becomes "0", so 19 zeros in a row mark 19 digits in a row. translate + find run at C
@@ -27,19 +31,18 @@ import orjson
 _SCAN = bytes.maketrans(b"0123456789[", b"0000000000{")
 _LONG_RUN = b"0" * 19
 # The strict scan (loads_scanned) is one translate that keeps only what its checks read, mapped to
-# a few classes, and drops the rest (letters but "e", ".", "-", whitespace): ~3 KB of a 7 KB line
-# are left, so count() and find() run over less than half the text. 2.5 µs a 7 KB line for the
-# translate, 1 µs for the count, 0.7 µs for the digit run, 2.5 µs for "e,".
-#   0-9    -> "0"  19 zeros in a row: an integer orjson would round (beyond 64 bits)
+# a few classes, and drops the rest (digits, letters but "e", ".", "-", whitespace): ~1.8 KB of a
+# 7 KB positions line are left, so count() and find() run over a quarter of the text.
 #   [ {    -> "{"  their count bounds the nesting
-#   , : ] } -> "," separators, so that digits they part do not join (":" in times, "," in lists)
+#   , : ] } -> "," separators
 #   "      -> '"'  ends a string, so that an "e" ending a key ("type":) is not followed by ","
 #   e      -> "e"  "true" and "false" end in "e" and then, whitespace dropped, a separator (or the
 #                  end of the text): a text without "e," cannot hold a bool (see loads_scanned)
-# Digits that only dropped bytes parted ("4001.25", "1e5") join into longer runs, and strings
-# may hold "e,": such text merely takes the slower path.
-_STRICT_SCAN = bytes.maketrans(b"0123456789[,:]}", b"0000000000{,,,,")
-_STRICT_DROP = bytes(b for b in range(256) if b not in b'0123456789[{,:]}"e')
+# A number such as 1e5 keeps its "e" but never has a separator right after it ("e5," drops the
+# digit, so it reads "e,": such text, like a string holding "e,", merely says "maybe").
+_STRICT_SCAN = bytes.maketrans(b"[,:]}", b"{,,,,")
+_STRICT_DROP = bytes(b for b in range(256) if b not in b'[{,:]}"e')
+_STRICT_DECODE = msgspec.json.Decoder().decode
 
 # For nesting: keep only quotes and brackets; "{[" count +1 and "]}" -1 as signed bytes.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
@@ -113,13 +116,15 @@ def loads_scanned(data: bytes, max_depth: int | None = None) -> tuple[Any, bool]
         depth = nesting(data)
         if depth > max_depth:
             raise NotJSON(f"nested {depth} deep, deeper than the limit of {max_depth}")
-    if _LONG_RUN not in scan:
-        try:
-            return orjson.loads(data), bools
-        except orjson.JSONDecodeError:
-            pass  # json decides (orjson refuses some valid text, e.g. "\ud800"), with its message
     try:
-        return json.loads(data, parse_constant=_no_constant, parse_float=_finite), bools
+        return _STRICT_DECODE(data), bools
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass  # json decides (msgspec refuses some valid text, e.g. "\ud800"), with its message
+    try:
+        # Decoded here, strictly: json.loads(bytes) would guess UTF-16 or UTF-32 from zero bytes
+        # and let UTF-8-encoded surrogates through ("surrogatepass"); RFC 8259 text is UTF-8.
+        text = data.decode("utf-8")
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite), bools
     except NotJSON:
         raise
     except RecursionError:  # only without max_depth

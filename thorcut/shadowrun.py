@@ -9,7 +9,6 @@ again a few times. Everything seen can be written to a recording, which
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import time
@@ -101,6 +100,8 @@ async def run_live(
 ) -> RunResult:
     """Sample for ``opts.duration`` seconds and judge. Raises BackendUnavailable (exit 4) when the
     WebSocket cannot be opened at all, or when every REST request failed to connect."""
+    import asyncio  # here, not at the top: a replay never needs it (14 ms of start-up)
+
     import httpx
 
     from thorcut.jsonfast import loads
@@ -330,6 +331,7 @@ async def learn_noise(manifest: Any, names: list[str], ws_url: str, rest_base: s
     """For each sample, read its REST endpoint twice; where both reads have the same ``seq``, report
     the fields that differ (beyond the feature's current ignore rules) and the manifest lines that
     would ignore them."""
+    import asyncio
     from collections import Counter
 
     import httpx
