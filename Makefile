@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file backend/mypy.ini
 
 # The backend's database tests run again on PostgreSQL (a throwaway database on this server).
 THOR_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from thorcut.devstack import EmbeddedRedis, find_redis_server, free_port
+from thorcut.dev.stack import EmbeddedRedis, find_redis_server, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ Each case is one (WebSocket body, REST body) pair shaped like the reference back
 ``data`` (``{"account", "positions": [...], "as_of"}``, rows of symbol, quantity, avg_price,
 last_price, market_value, unrealized_pnl), judged under the default manifest's positions rules
 (keyed by ``symbol``, tolerance ``*`` abs 1e-9). Both sides are parsed separately from JSON text
-with ``thorcut.jsonfast.loads``, as ``thorcut check`` does, so they share no objects. Cases:
+with ``thorcut.wire.jsonfast.loads``, as ``thorcut check`` does, so they share no objects. Cases:
 
 * ``50 equal``: identical bodies (the common case: one builder behind REST and WebSocket),
 * ``50 equal, reordered``: equal under the rules but not identical (REST lists the rows in
@@ -33,9 +33,10 @@ import orjson
 from _common import machine_info, print_machine, table
 from deepdiff import DeepDiff
 
-from thorcut.compare.engine import Comparator, Rules
-from thorcut.jsonfast import loads
+from thorcut.compare.engine import Comparator
+from thorcut.compare.rules import Rules
 from thorcut.manifest import DEFAULT_MANIFEST
+from thorcut.wire.jsonfast import loads
 
 
 def positions(n: int, seed: int = 7) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 
 from _common import REPO, machine_info, percentile, print_machine, private_redis, table
 
-from thorcut.devstack import free_port
+from thorcut.dev.stack import free_port
 
 BACKEND = REPO / "backend"
 CLIENT_PROCS = 2

@@ -32,7 +32,7 @@ from typing import Any
 
 from _common import machine_info, percentile, print_machine, private_redis, table
 
-from thorcut.features import Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.flags.watcher import EffectiveFlag, FlagWatcher
 from thorcut.redisconn import Keys, connect

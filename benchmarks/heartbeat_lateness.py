@@ -29,8 +29,8 @@ from _common import REPO, machine_info, print_machine, private_redis, table
 def run_mode(mode: str, tick: float, seconds: float, redis_pid: int) -> dict[str, Any]:
     from django.conf import settings
 
-    from global_markets.services.heartbeat import Heartbeat
     from global_markets.services.websocket_broadcast import Broadcaster
+    from thor_runner.heartbeat import Heartbeat
     from thor_trading.jobs import build_jobs
 
     broadcaster = Broadcaster().start()
@@ -85,18 +85,19 @@ def main() -> int:
         call_command("migrate", verbosity=0)
         from global_markets.services import websocket_features
         from thor_trading.users import ensure_user
-        from thorcut.features import DEFAULT_FEATURES, Stage
+        from thorcut.flags.stages import Stage
         from thorcut.flags.store import FlagStore
+        from thorcut.manifest import DEFAULT_MANIFEST
         from thorcut.redisconn import Keys, connect
 
         ensure_user("bench1", "pw-bench-1", "DU0001")
         ensure_user("bench2", "pw-bench-2", "DU0002")
-        store = FlagStore(connect(server.url, 2), Keys("bench-hb"), DEFAULT_FEATURES, operator="bench")
-        for feature in DEFAULT_FEATURES:
+        store = FlagStore(connect(server.url, 2), Keys("bench-hb"), DEFAULT_MANIFEST.names, operator="bench")
+        for feature in DEFAULT_MANIFEST.names:
             store.change(feature, Stage.SHADOW)
         watcher = websocket_features.watcher()
         deadline = time.monotonic() + 5
-        while any(watcher.stage(f) is not Stage.SHADOW for f in DEFAULT_FEATURES) and time.monotonic() < deadline:
+        while any(watcher.stage(f) is not Stage.SHADOW for f in DEFAULT_MANIFEST.names) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.process is not None
         rows = [run_mode(mode, args.tick, args.seconds, server.process.pid) for mode in ("healthy", "frozen")]

@@ -29,7 +29,7 @@ from typing import Any
 
 from _common import REPO, machine_info, print_machine, private_redis
 
-from thorcut.devstack import free_port
+from thorcut.dev.stack import free_port
 
 BACKEND = REPO / "backend"
 FRAMES: list[str | bytes] = [

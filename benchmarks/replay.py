@@ -87,7 +87,7 @@ def write_recording(path: Path, type_: str, pairs: list[tuple[Any, Any]] | None,
     docs/contracts.md requires, as another tool would; ``"plain-reordered"`` also reverses the key order of
     every REST body.
     """
-    from thorcut.recording import RecordingWriter, RestRecord
+    from thorcut.wire.recording import RecordingWriter, RestRecord
 
     url = "/api/account/positions?account=DU1234" if type_ == "positions" else "/api/account/balance?account=DU1234"
     feature = "positions" if type_ == "positions" else "account_balance"

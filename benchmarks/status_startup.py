@@ -35,7 +35,7 @@ from typing import Any
 
 from _common import REPO, machine_info, percentile, print_machine, private_redis, table
 
-from thorcut.features import Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.redisconn import Keys, connect
 
@@ -123,7 +123,7 @@ except ImportError:
 t.append(time.perf_counter())
 import rich.console, rich.table, rich.text
 t.append(time.perf_counter())
-import thorcut.cli, thorcut.commands.status  # eager or lazy in cli.py: status needs both anyway
+import thorcut.cli.app, thorcut.commands.status  # eager or lazy in cli.py: status needs both anyway
 t.append(time.perf_counter())
 import contextlib, io, json
 import thorcut.commands.status as st
@@ -142,7 +142,7 @@ rich.console.Console.print = timing("render", rich.console.Console.print)
 sys.argv = ["thorcut", "status", "--redis-url", sys.argv[1]]
 with contextlib.redirect_stdout(io.StringIO()):
     try:
-        thorcut.cli.main()  # what the console script runs
+        thorcut.cli.app.main()  # what the console script runs
     except SystemExit as exc:
         if exc.code:
             raise
@@ -153,7 +153,7 @@ print(json.dumps({
     "import typer, rich, redis": ms(t[0], t[1]),
     "import pydantic (typer 0.29+ only)": ms(t[1], t[2]),
     "import rich.console, rich.table": ms(t[2], t[3]),
-    "import thorcut.cli + thorcut.commands.status": ms(t[3], t[4]),
+    "import thorcut.cli.app + thorcut.commands.status": ms(t[3], t[4]),
     "run: main() - typer builds the app, parses, coerces (rest)": run - sum(spent.values()) * 1000,
     "run: settings + connect + PING": spent["open_session"] * 1000,
     "run: Redis reads (read_snapshot)": spent["read_snapshot"] * 1000,

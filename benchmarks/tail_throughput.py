@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from _common import machine_info, print_machine, table
 
-from thorcut.devstack import free_port
+from thorcut.dev.stack import free_port
 
 FLOOR_CLIENT = """
 import asyncio, sys

@@ -32,9 +32,9 @@ from typing import Any
 
 from _common import REPO, machine_info, percentile, print_machine, table
 
-from thorcut.devbackend import LOCK_TTL, leader_pid
-from thorcut.devstack import free_port
-from thorcut.features import DEFAULT_FEATURES
+from thorcut.dev.backend import LOCK_TTL, leader_pid
+from thorcut.dev.stack import free_port
+from thorcut.manifest import DEFAULT_MANIFEST
 
 
 class Receiver(threading.Thread):
@@ -145,7 +145,7 @@ def main() -> None:
     try:
         doc = json.loads(thorcut(*up_args, env=env).stdout)
         assert doc["embedded"], "dev up found a Redis answering on the free port"  # a private Redis of this run
-        for feature in DEFAULT_FEATURES:
+        for feature in DEFAULT_MANIFEST.names:
             thorcut("shadow", feature, "--reason", "takeover benchmark", env=env)
         os.environ.update({"THORCUT_REDIS_URL": redis_url, "THORCUT_PREFIX": prefix,
                            "DJANGO_SETTINGS_MODULE": "thor_project.settings",

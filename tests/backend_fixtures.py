@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from thorcut.devstack import EmbeddedRedis, free_port
+from thorcut.dev.stack import EmbeddedRedis, free_port
 
 BACKEND = Path(__file__).resolve().parents[1] / "backend"
 

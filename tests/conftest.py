@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -12,13 +12,15 @@ import redis
 from hypothesis import settings
 from typer.testing import CliRunner, Result
 
-from thorcut.devstack import EmbeddedRedis, find_redis_server, free_port
-from thorcut.features import DEFAULT_FEATURES
+from tests.runner import Run
+from thorcut.dev.stack import EmbeddedRedis, find_redis_server, free_port
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
-# Django, the session database and real backend servers, for any test folder that needs them.
-pytest_plugins = ["tests.backend_fixtures"]
+# Django, the session database and real backend servers, for any test folder that needs them; small
+# WebSocket servers (the ``ws_server`` fixture) for the stream client and ``thorcut tail``.
+pytest_plugins = ["tests.backend_fixtures", "tests.wire.ws_server"]
 
 # Property tests explore new examples on every run of a developer; in CI (CI=true) they run the
 # same examples each time, so a submission's result does not depend on the draw. A new finding on
@@ -63,7 +65,7 @@ def keys(prefix: str) -> Keys:
 
 @pytest.fixture
 def store(client: redis.Redis, keys: Keys) -> FlagStore:
-    return FlagStore(client, keys, DEFAULT_FEATURES, operator="tester")
+    return FlagStore(client, keys, DEFAULT_MANIFEST.names, operator="tester")
 
 
 @pytest.fixture
@@ -88,13 +90,13 @@ def cli_env(
 
 
 @pytest.fixture
-def run(cli_env: dict[str, str]):  # type: ignore[no-untyped-def]
+def run(cli_env: dict[str, str]) -> Run:
     """Invoke the CLI in-process: ``run("status", "--json")`` → Result (stdout/stderr apart)."""
-    from thorcut.cli import app
+    from thorcut.cli.app import app
 
     runner = CliRunner()
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
         return runner.invoke(app, list(args), env=env)
 
     return invoke

@@ -1,5 +1,5 @@
 """Every key under a test's prefix with its type and whole content: compare two snapshots to
-prove a refused command wrote nothing (issue 9)."""
+prove a refused command wrote nothing (issue 9); and wipe them, as a Redis that lost its data would."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, Any]:
             value = client.get(key)
         out[key] = (kind, value)
     return out
+
+
+def wipe(client: redis.Redis, prefix: str) -> None:
+    """What a Redis restart without its data does to this test's store (issue 10). The session's
+    server is shared by every test: never FLUSHALL it."""
+    names = list(client.scan_iter(match=f"{{{prefix}}}*", count=1000))
+    if names:
+        client.delete(*names)

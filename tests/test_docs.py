@@ -4,14 +4,17 @@ every exit code and Redis key the code has."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.main import get_command
 
-from thorcut.cli import app
+from tests.runner import Run
+from thorcut.cli.app import app
 from thorcut.errors import ExitCode
 from thorcut.redisconn import Keys
 
@@ -38,11 +41,47 @@ def test_command_has_help_with_example_and_is_in_readme(name: str, command: obje
     assert f"thorcut {name}" in README, f"README does not mention `thorcut {name}`"
 
 
-def test_every_command_answers_help(run) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_answers_help(run: Run) -> None:
     for name, _ in _commands():
         result = run(*name.split(), "--help")
         assert result.exit_code == 0, name
         assert "Usage" in result.stdout
+
+
+# -- the README's command reference is generated from the CLI ----------------------------------------
+
+
+def _reference_script() -> ModuleType:
+    path = Path(__file__).parent.parent / "scripts" / "reference.py"
+    spec = importlib.util.spec_from_file_location("reference_script", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_command_reference_is_generated_from_the_cli() -> None:
+    script = _reference_script()
+    assert script.splice(README, script.render()) == README, (
+        "README.md's command reference differs from the CLI's --help: run `python scripts/reference.py --write`"
+    )
+
+
+def test_reference_shows_every_option_with_its_type_default_and_help() -> None:
+    reference = _reference_script().render()
+    for name, command in _commands():
+        assert f"#### `thorcut {name}`" in reference, name
+        for param in command.params:  # type: ignore[attr-defined]
+            if "--help" in param.opts or param.hidden:
+                continue
+            label = param.name if param.param_type_name == "argument" else ", ".join(param.opts)
+            help_text = " ".join((param.help or "").split())
+            assert f"| `{label}` |" in reference, f"{name}: {label} is not in the reference"
+            assert help_text.replace("|", "\\|") in reference, f"{name}: the help of {label} is not in the reference"
+    assert "| `--percent` | `<int range> [0<=x<=100]` |  | Share of clients on WebSocket. |" in reference
+    assert "| `--limit, -n` | `<int range> [x>=1]` | `20` |" in reference
+    assert "thorcut enable [OPTIONS] {feature}" in reference or "thorcut enable [OPTIONS] FEATURE" in reference
 
 
 # -- the docs stand on their own -------------------------------------------------------------------

@@ -1,3 +1,3 @@
-from thorcut.cli import main
+from thorcut.cli.app import main
 
 main()

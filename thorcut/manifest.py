@@ -1,6 +1,7 @@
 """The manifest: what each feature looks like on the wire and how parity is judged.
 
-Built-in defaults describe the reference backend (docs/contracts.md, "The features"); ``thorcut.toml``
+Built-in defaults (``reference_manifest.toml``, data in the same format) describe the reference
+backend (docs/contracts.md, "The features"); ``thorcut.toml``
 (or ``[tool.thorcut]`` in ``pyproject.toml``) may override any field of a feature or add new
 features. Paths are dotted with ``[*]`` wildcards over list items, relative to the compared
 body (``positions[*].updated_at``).
@@ -8,7 +9,9 @@ body (``positions[*].updated_at``).
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, cast
 
 from thorcut.errors import ConfigError
@@ -96,44 +99,6 @@ class Manifest:
         return {"features": {f.name: f.to_dict() for f in self.features}}
 
 
-def _default_features() -> tuple[FeatureSpec, ...]:
-    return (
-        FeatureSpec(
-            name="account_balance",
-            types=("account_balance",),
-            rest=(Endpoint("account_balance", "/api/account/balance?account={key}"),),
-            env_override="WS_FEATURE_ACCOUNT_BALANCE",
-            tolerance=(("*", Tolerance(abs=1e-9)),),
-        ),
-        FeatureSpec(
-            name="positions",
-            types=("positions",),
-            rest=(Endpoint("positions", "/api/account/positions?account={key}"),),
-            env_override="WS_FEATURE_POSITIONS",
-            keyed_lists=(("positions", "symbol"),),
-            tolerance=(("*", Tolerance(abs=1e-9)),),
-        ),
-        FeatureSpec(
-            name="intraday",
-            types=("intraday_bar", "vwap"),
-            rest=(
-                Endpoint("intraday_bar", "/api/intraday/{key}/bar"),
-                Endpoint("vwap", "/api/intraday/{key}/vwap"),
-            ),
-            env_override="WS_FEATURE_INTRADAY",
-            tolerance=(("*", Tolerance(abs=1e-9)),),
-        ),
-        FeatureSpec(
-            name="global_market",
-            types=("market_status",),
-            rest=(Endpoint("market_status", "/api/markets/status?market={key}"),),
-            env_override="WS_FEATURE_GLOBAL_MARKET",
-        ),
-    )
-
-
-DEFAULT_MANIFEST = Manifest(_default_features())
-
 _SIMPLE = {"types", "env_override", "ignore"}
 
 
@@ -158,7 +123,7 @@ def _thresholds(raw: Any, base: Thresholds, where: str) -> Thresholds:
     values = dict(raw)
     for k, v in raw.items():
         if k == "min_duration" and isinstance(v, str):
-            from thorcut.config import parse_duration
+            from thorcut.values import parse_duration
 
             values[k] = v = parse_duration(v, f"{where}.{k}")
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
@@ -212,16 +177,29 @@ def _feature(name: str, raw: Any, base: FeatureSpec | None) -> FeatureSpec:
     return spec
 
 
-def build_manifest(raw_features: Any) -> Manifest:
-    """Return the default manifest with ``raw_features`` (the ``[features]`` table) applied.
+def build_manifest(raw_features: Any, base: Manifest | None = None) -> Manifest:
+    """Return ``base`` (default: the built-in manifest) with ``raw_features`` (the ``[features]``
+    table) applied.
 
     Raises :class:`ConfigError` naming the first malformed entry.
     """
+    base = DEFAULT_MANIFEST if base is None else base
     if raw_features is None:
-        return DEFAULT_MANIFEST
+        return base
     if not isinstance(raw_features, dict):
         raise ConfigError("[features] must be a table of feature tables")
-    specs = {f.name: f for f in DEFAULT_MANIFEST.features}
+    specs = {f.name: f for f in base.features}
     for name, raw in raw_features.items():
         specs[name] = _feature(name, raw, specs.get(name))
     return Manifest(tuple(specs.values()))
+
+
+def _reference_manifest() -> Manifest:
+    """The built-in manifest, read from ``reference_manifest.toml`` beside this module through the
+    same parser as a project's own ``[features]`` table."""
+    text = (Path(__file__).parent / "reference_manifest.toml").read_text(encoding="utf-8")
+    return build_manifest(tomllib.loads(text)["features"], Manifest())
+
+
+#: The features of the reference backend, in display order (``reference_manifest.toml``).
+DEFAULT_MANIFEST = _reference_manifest()

@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
-from thorcut.config import check_redis_url, redact_url
 from thorcut.errors import ConfigError, RedisUnavailable
+from thorcut.values import check_redis_url, redact_url
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Channel-layer group names and the event format between the broadcaster and consumers.
 
-Account features go only to that account's group, so no connection ever receives another
-account's balance or positions; market-wide types have one group each.
+Account features (``ACCOUNT_TYPES`` of ``thor_trading.features``) go only to that account's group,
+so no connection ever receives another account's balance or positions; market-wide types have one
+group each.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-ACCOUNT_TYPES = frozenset({"account_balance", "positions"})
+from thor_trading.features import ACCOUNT_TYPES
+
 HEARTBEAT = "thor.heartbeat"
 EVENT = "stream.message"  # the consumer's handler is ``stream_message``
 

@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 CONNECTIONS = Gauge("thor_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
 MESSAGES_SENT = Counter("thor_ws_messages_sent_total", "Messages sent to WebSocket clients", ["type"])
 MESSAGES_DROPPED = Counter("thor_ws_messages_dropped_total", "Messages dropped before a client", ["type", "reason"])
+BAD_FRAMES = Counter("thor_ws_bad_frames_total", "Client frames refused (error reply or close)", ["reason"])
+SERVER_CLOSES = Counter("thor_ws_server_closes_total", "WebSocket connections the server closed", ["reason"])
 BROADCAST_QUEUED = Counter("thor_broadcast_queued_total", "Messages handed to the broadcaster", ["type"])
 BROADCAST_DROPPED = Counter("thor_broadcast_dropped_total", "Messages the broadcaster dropped", ["type", "reason"])
 BROADCAST_QUEUE_DEPTH = Gauge("thor_broadcast_queue_depth", "Messages waiting in the broadcast queue",
@@ -33,7 +35,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # its __init__ is unannotated
         body = generate_latest(registry)
     else:
         body = generate_latest()

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "channels",
     "thor_trading",
     "global_markets",
+    "thor_runner",
 ]
 
 MIDDLEWARE = [

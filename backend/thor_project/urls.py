@@ -5,6 +5,7 @@ from thor_project import frontend
 
 urlpatterns = [
     path("api/", include("thor_trading.urls")),
+    path("api/", include("global_markets.urls")),
     path("metrics", metrics_view),
     # Everything else is the page (its files, or index.html for its routes); /api/…, /ws/… (an
     # HTTP request to the WebSocket path) and /metrics keep their own 404s.

@@ -1,6 +1,6 @@
 """Fencing tokens for the job runner: the leader term, kept in the database.
 
-The Redis leader lock (``services/stack_start.py``) decides who *should* run the jobs. It cannot,
+The Redis leader lock (``thor_runner.leader``) decides who *should* run the jobs. It cannot,
 on its own, stop a runner that has been replaced without knowing it: one that cannot reach Redis
 (down, frozen, partitioned away) while its key expires and another runner takes it. The database
 decides who *can* write, with one row, ``LeaderTerm(id=1)``:

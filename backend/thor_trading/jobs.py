@@ -7,14 +7,14 @@
     IntradayJob         feature intraday         every 1   intraday_bar + vwap per symbol
     GlobalMarketJob     feature global_market    every 5   one market_status message per exchange
 
-All four share one :class:`Simulation` (market, intraday bars/VWAP, one paper account per
+All four share one :class:`~thor_trading.simulation.Simulation` (market, intraday bars/VWAP, one paper account per
 ``Account`` row). ``job.run(tick)`` first calls ``simulation.advance(tick)``, which steps the
 simulation once per distinct tick whichever job asks first, then writes the job's state rows and
 bumps each (type, key) seq counter in one transaction, and after the commit builds the envelopes
 with :mod:`thor_trading.messages`, the builders REST uses, so a message and a REST read of the
 same state carry the same ``seq`` and ``data`` (docs/contracts.md, "The message envelope").
 
-Takeover: a new :class:`Simulation` resumes from the database (simulated time, prices, bars,
+Takeover: a new ``Simulation`` resumes from the database (simulated time, prices, bars,
 VWAP, each account's cash and positions) and the seq counters live there too, so a job runner
 that replaces a dead one continues every seq without a repeat. Each job transaction first checks
 the runner's fencing token (``thor_trading.fence``), so a replaced runner that has not noticed yet
@@ -24,33 +24,18 @@ any transaction.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Model
+from django.db.models import F, Model
 from django.utils import timezone
 
 from thor_trading import fence, messages
-from thor_trading.market import (
-    CONTRACTS,
-    EXCHANGES,
-    Bar,
-    Intraday,
-    Lot,
-    Market,
-    PaperAccount,
-    SimClock,
-    VwapState,
-    default_start,
-    sim_step,
-)
+from thor_trading.exchanges import EXCHANGES
+from thor_trading.market import CONTRACTS
 from thor_trading.models import (
-    Account,
     Balance,
     IntradayBar,
     MarketSession,
@@ -59,6 +44,7 @@ from thor_trading.models import (
     SeqCounter,
     Vwap,
 )
+from thor_trading.simulation import Simulation
 
 Message = dict[str, Any]
 
@@ -92,102 +78,16 @@ def _upsert(model: type[Model], rows: list[Any], fields: list[str]) -> None:
     """
     new, old = [r for r in rows if r.pk is None], [r for r in rows if r.pk is not None]
     if new:
-        model.objects.bulk_create(new)  # type: ignore[attr-defined]
+        model.objects.bulk_create(new)
     if old:
         meta, qn = model._meta, connection.ops.quote_name
         columns = [meta.get_field(f) for f in fields]
-        assignments = ", ".join(f"{qn(c.column)} = %s" for c in columns)  # type: ignore[union-attr]
+        assignments = ", ".join(f"{qn(c.column)} = %s" for c in columns)
         sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
-        params = [[c.get_db_prep_save(getattr(r, c.attname), connection) for c in columns] + [r.pk]  # type: ignore[union-attr]
+        params = [[c.get_db_prep_save(getattr(r, c.attname), connection) for c in columns] + [r.pk]
                   for r in old]  # fmt: skip
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
-
-
-class Simulation:
-    """Market, intraday bars/VWAP and paper accounts, stepped once per heartbeat tick.
-
-    ``step`` is the simulated time per tick (default ``THOR_TICK x THOR_SIM_SPEED``); ``start`` is
-    where a simulation with no saved state begins (default :func:`market.default_start`).
-    """
-
-    def __init__(self, seed: int, *, step: timedelta | None = None, start: datetime | None = None) -> None:
-        self.seed = seed
-        self.step = step or sim_step(settings.THOR_TICK)
-        self.start = start
-        self.market: Market | None = None
-        self.clock: SimClock | None = None
-        self.intraday = Intraday()
-        self.accounts: dict[str, PaperAccount] = {}
-        self.account_rows: dict[str, Account] = {}
-        self.tick: int | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def now(self) -> datetime:
-        assert self.clock is not None, "advance() first"
-        return self.clock.now
-
-    @property
-    def prices(self) -> dict[str, Any]:
-        assert self.market is not None, "advance() first"
-        return self.market.prices
-
-    def advance(self, tick: int) -> bool:
-        """Step once for ``tick`` (a repeated tick is a no-op); return whether it stepped."""
-        with self._lock:
-            if self.market is not None and tick == self.tick:
-                return False
-            if self.market is None:
-                self._resume()
-            assert self.clock is not None
-            assert self.market is not None
-            now = self.clock.advance()
-            self.intraday.update(now, self.market.step(now))
-            self._sync_accounts()
-            for account in self.accounts.values():
-                account.step(now, self.market.prices)
-            self.tick = tick
-            return True
-
-    def _resume(self) -> None:
-        """Load the last saved state; without any, start fresh at ``start``."""
-        latest = [
-            model.objects.aggregate(at=Max("as_of"))["at"]  # type: ignore[attr-defined]
-            for model in (Vwap, Balance, PositionsSnapshot, MarketSession)
-        ]
-        saved = [at for at in latest if at is not None]
-        now = max(saved) if saved else (self.start or default_start())
-        bars = {b.symbol: Bar(b.start, b.open, b.high, b.low, b.close, b.volume)
-                for b in IntradayBar.objects.filter(symbol__in=CONTRACTS)}  # fmt: skip
-        vwaps = {v.symbol: VwapState(v.vwap, v.cum_volume, v.as_of) for v in Vwap.objects.filter(symbol__in=CONTRACTS)}
-        self.intraday = Intraday(bars, vwaps)
-        self.market = Market(self.seed, {s: b.close for s, b in bars.items()}, at=now)
-        self.clock = SimClock(now, self.step)
-
-    def _sync_accounts(self) -> None:
-        """Simulate every Account row: load new ones from their saved state (or open a book), drop gone ones."""
-        assert self.market is not None
-        rows = {a.code: a for a in Account.objects.only("id", "code", "currency")}
-        for code in set(self.accounts) - set(rows):
-            del self.accounts[code]
-        for code, row in rows.items():
-            if code not in self.accounts:
-                self.accounts[code] = self._load_account(row)
-        self.account_rows = rows
-
-    def _load_account(self, row: Account) -> PaperAccount:
-        assert self.market is not None
-        account = PaperAccount(row.code, self.seed)
-        balance = Balance.objects.filter(account=row).first()
-        lots = {p.symbol: Lot(p.quantity, p.avg_price) for p in Position.objects.filter(account=row)}
-        if balance is None and not lots:
-            account.open_book(self.market.prices)
-            return account
-        if balance is not None:
-            account.cash, account.realized_pnl = balance.cash, balance.realized_pnl
-        account.positions = lots
-        return account
 
 
 class _Job(ABC):

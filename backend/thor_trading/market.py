@@ -1,18 +1,19 @@
-"""A deterministic simulated futures market, world exchange hours, and a paper trading account.
+"""A deterministic simulated futures market: contracts, prices, intraday bars and VWAP, simulated time.
 
 Pure Python, no database: :mod:`thor_trading.jobs` persists what this module computes.
 
 Determinism. Every random draw comes from a ``random.Random`` seeded with (seed, what, simulated
-time in ms), never from a long-lived generator. The same seed stepped through the same simulated
-times therefore gives the same prices, fills and balances, and a process that resumes from the
-saved state (prices, bars, VWAP, positions, cash) continues exactly as the last one would have.
+time in ms), never from a long-lived generator (the paper accounts of :mod:`thor_trading.paper`
+draw the same way). The same seed stepped through the same simulated times therefore gives the
+same prices, fills and balances, and a process that resumes from the saved state (prices, bars,
+VWAP, positions, cash) continues exactly as the last one would have.
 
 Simulated time. :class:`SimClock` moves ``THOR_TICK x THOR_SIM_SPEED`` seconds per heartbeat
 tick: with the defaults (1 s ticks, speed 60) one tick is one simulated minute, so a demo sees
 exchanges open and close within minutes. ``THOR_SIM_START`` (ISO 8601, UTC) fixes where a fresh
 simulation starts; by default it starts at the current UTC minute. The futures feed trades around
-the clock (a demo always moves); the market status feature reports each exchange's real-looking
-session hours, without holidays.
+the clock (a demo always moves); the market status feature reports each exchange's session hours
+(:mod:`thor_trading.exchanges`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
@@ -208,209 +209,3 @@ def default_start() -> datetime:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return at if at.tzinfo else at.replace(tzinfo=UTC)
     return datetime.now(UTC).replace(second=0, microsecond=0)
-
-
-# --- exchange hours ------------------------------------------------------------------------------
-
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@dataclass(frozen=True)
-class SessionStatus:
-    is_open: bool
-    session: str  # pre, regular, post, closed
-    next_change: datetime
-
-
-class Exchange:
-    """An exchange's weekly session hours in its local time zone (no holidays).
-
-    ``hours`` maps day ranges to sessions, e.g. ``{"mon-fri": "09:30-16:00 regular"}``; times not
-    covered are ``closed``. Only ``regular`` counts as open.
-    """
-
-    def __init__(self, code: str, name: str, timezone: str, hours: dict[str, str]) -> None:
-        self.code, self.name, self.timezone, self.zone = code, name, timezone, ZoneInfo(timezone)
-        self.week: list[list[tuple[int, int, str]]] = [[] for _ in DAYS]
-        for days, spec in hours.items():
-            first, _, last = days.partition("-")
-            for day in range(DAYS.index(first), DAYS.index(last or first) + 1):
-                for part in spec.split(","):
-                    span, session = part.split()
-                    start, end = (int(t[:2]) * 3600 + int(t[3:]) * 60 for t in span.split("-"))
-                    self.week[day].append((start, end, session))
-
-    def session_at(self, at: datetime) -> str:
-        local = at.astimezone(self.zone)
-        second = local.hour * 3600 + local.minute * 60 + local.second
-        return next((s for a, b, s in self.week[local.weekday()] if a <= second < b), "closed")
-
-    def status(self, at: datetime) -> SessionStatus:
-        """Open/closed state at ``at`` and the next time (UTC) the session changes."""
-        current = self.session_at(at)
-        day = at.astimezone(self.zone).date()
-        for offset in range(9):
-            d = day + timedelta(days=offset)
-            bounds = sorted({0} | {t for a, b, _ in self.week[d.weekday()] for t in (a, b) if t < DAY_SECONDS})
-            for second in bounds:
-                local = datetime(d.year, d.month, d.day, second // 3600, second // 60 % 60, tzinfo=self.zone)
-                change = local.astimezone(UTC)
-                if change > at and self.session_at(change) != current:
-                    return SessionStatus(current == "regular", current, change)
-        return SessionStatus(current == "regular", current, at + timedelta(days=7))
-
-
-EXCHANGES: dict[str, Exchange] = {
-    e.code: e
-    for e in (
-        Exchange("CME", "CME Globex", "America/Chicago",
-                 {"sun": "17:00-24:00 regular", "mon-thu": "00:00-16:00 regular, 17:00-24:00 regular",
-                  "fri": "00:00-16:00 regular"}),
-        Exchange("NYSE", "New York Stock Exchange", "America/New_York",
-                 {"mon-fri": "04:00-09:30 pre, 09:30-16:00 regular, 16:00-20:00 post"}),
-        Exchange("LSE", "London Stock Exchange", "Europe/London",
-                 {"mon-fri": "07:00-08:00 pre, 08:00-16:30 regular, 16:30-17:15 post"}),
-        Exchange("XETRA", "Xetra (Deutsche Boerse)", "Europe/Berlin",
-                 {"mon-fri": "07:30-09:00 pre, 09:00-17:30 regular, 17:30-20:00 post"}),
-        Exchange("TSE", "Tokyo Stock Exchange", "Asia/Tokyo",
-                 {"mon-fri": "08:00-09:00 pre, 09:00-11:30 regular, 12:30-15:30 regular"}),
-        Exchange("HKEX", "Hong Kong Exchanges", "Asia/Hong_Kong",
-                 {"mon-fri": "09:00-09:30 pre, 09:30-12:00 regular, 13:00-16:00 regular, 16:00-16:10 post"}),
-        Exchange("ASX", "Australian Securities Exchange", "Australia/Sydney",
-                 {"mon-fri": "07:00-10:00 pre, 10:00-16:00 regular, 16:00-17:00 post"}),
-    )
-}  # fmt: skip
-
-
-# --- the paper account ---------------------------------------------------------------------------
-
-
-@dataclass
-class Lot:
-    quantity: int  # signed: short < 0
-    avg_price: Decimal
-
-
-@dataclass(frozen=True)
-class Fill:
-    symbol: str
-    quantity: int  # signed: sell < 0
-    price: Decimal
-    realized: Decimal  # P&L this fill realized, commission included
-
-
-@dataclass(frozen=True)
-class PositionMark:
-    symbol: str
-    quantity: int
-    avg_price: Decimal
-    last_price: Decimal
-    market_value: Decimal
-    unrealized_pnl: Decimal
-
-
-@dataclass(frozen=True)
-class Summary:
-    cash: Decimal
-    equity: Decimal
-    unrealized_pnl: Decimal
-    realized_pnl: Decimal
-    margin_used: Decimal
-    buying_power: Decimal
-
-
-@dataclass
-class PaperAccount:
-    """A futures paper account that trades the simulated market by deterministic random orders.
-
-    Futures accounting: fills move no cash, realized P&L (net of commission) settles into cash;
-    equity = cash + unrealized P&L; margin = sum of |quantity| x the contract's margin; buying power =
-    equity - margin (never below 0). Orders are drawn from (seed, account code, time), so each
-    account trades differently and identically on every run; the book keeps 3 to 6 positions.
-    """
-
-    code: str
-    seed: int
-    cash: Decimal = Decimal("1000000.00")
-    realized_pnl: Decimal = Decimal("0.00")
-    positions: dict[str, Lot] = field(default_factory=dict)
-
-    COMMISSION = Decimal("2.25")  # per contract per side
-    MIN_POSITIONS, MAX_POSITIONS, MAX_QUANTITY = 3, 6, 20
-    ORDER_CHANCE = 0.15  # per step
-
-    def fill(self, symbol: str, quantity: int, price: Decimal) -> Fill:
-        """Apply a fill (``quantity`` < 0 sells); return it with the P&L it realized."""
-        mult = CONTRACTS[symbol].multiplier
-        realized = -self.COMMISSION * abs(quantity)
-        lot = self.positions.get(symbol)
-        if lot is None or lot.quantity * quantity > 0:  # open or add: new weighted average price
-            held = lot.quantity if lot else 0
-            avg = (lot.avg_price * held if lot else Decimal(0)) + price * quantity
-            self.positions[symbol] = Lot(held + quantity, (avg / (held + quantity)).quantize(PRICE))
-        else:  # reduce, close or flip
-            closed = min(abs(quantity), abs(lot.quantity))
-            realized += (price - lot.avg_price) * closed * (1 if lot.quantity > 0 else -1) * mult
-            remaining = lot.quantity + quantity
-            if remaining == 0:
-                del self.positions[symbol]
-            elif remaining * lot.quantity < 0:  # flipped: the new side opens at the fill price
-                self.positions[symbol] = Lot(remaining, price)
-            else:
-                lot.quantity = remaining
-        realized = cents(realized)
-        self.cash += realized
-        self.realized_pnl += realized
-        return Fill(symbol, quantity, price, realized)
-
-    def open_book(self, prices: dict[str, Decimal]) -> list[Fill]:
-        """The opening positions of a new account (4 of them, drawn from the account code)."""
-        rng = random.Random(f"thor-book:{self.seed}:{self.code}")
-        symbols = rng.sample(sorted(CONTRACTS), 4)
-        return [self.fill(s, rng.randint(1, 5) * rng.choice((1, -1)), prices[s]) for s in sorted(symbols)]
-
-    def step(self, now: datetime, prices: dict[str, Decimal]) -> list[Fill]:
-        """Maybe trade at ``now``: open, add to, reduce or close a position; return the fills."""
-        rng = random.Random(f"thor-orders:{self.seed}:{self.code}:{millis(now)}")
-        if rng.random() >= self.ORDER_CHANCE:
-            return []
-        held = sorted(self.positions)
-        reducible = [s for s in held if abs(self.positions[s].quantity) > 1]
-        addable = [s for s in held if abs(self.positions[s].quantity) < self.MAX_QUANTITY]
-        actions = [a for a, ok in (("open", len(held) < self.MAX_POSITIONS), ("close", len(held) > self.MIN_POSITIONS),
-                                   ("add", bool(addable)), ("reduce", bool(reducible))) if ok]  # fmt: skip
-        if not actions:
-            return []
-        action = rng.choice(actions)
-        if action == "open":
-            symbol = rng.choice(sorted(set(CONTRACTS) - set(held)))
-            quantity = rng.randint(1, 5) * rng.choice((1, -1))
-        else:
-            symbol = rng.choice({"close": held, "add": addable, "reduce": reducible}[action])
-            q = self.positions[symbol].quantity
-            side = 1 if q > 0 else -1
-            if action == "close":
-                quantity = -q
-            elif action == "add":
-                quantity = side * rng.randint(1, min(3, self.MAX_QUANTITY - abs(q)))
-            else:
-                quantity = -side * rng.randint(1, abs(q) - 1)
-        return [self.fill(symbol, quantity, prices[symbol])]
-
-    def marks(self, prices: dict[str, Decimal]) -> list[PositionMark]:
-        """Each position valued at ``prices``, by symbol."""
-        out = []
-        for symbol in sorted(self.positions):
-            lot, c, last = self.positions[symbol], CONTRACTS[symbol], prices[symbol]
-            value = cents(last * lot.quantity * c.multiplier)
-            pnl = cents((last - lot.avg_price) * lot.quantity * c.multiplier)
-            out.append(PositionMark(symbol, lot.quantity, lot.avg_price, last, value, pnl))
-        return out
-
-    def summary(self, prices: dict[str, Decimal]) -> Summary:
-        """Cash, equity, P&L, margin and buying power at ``prices``."""
-        unrealized = sum((m.unrealized_pnl for m in self.marks(prices)), Decimal("0.00"))
-        margin = sum((abs(lot.quantity) * CONTRACTS[s].margin for s, lot in self.positions.items()), Decimal(0))
-        equity = self.cash + unrealized
-        return Summary(self.cash, equity, unrealized, self.realized_pnl, cents(margin),
-                       max(Decimal("0.00"), equity - margin))  # fmt: skip

@@ -11,21 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from thor_trading.features import TYPE_FEATURE
 from thor_trading.models import Account, Balance, IntradayBar, MarketSession, PositionsSnapshot, Vwap
-
-#: message type -> feature (docs/contracts.md, "The features")
-TYPE_FEATURE = {
-    "account_balance": "account_balance",
-    "positions": "positions",
-    "intraday_bar": "intraday",
-    "vwap": "intraday",
-    "market_status": "global_market",
-}
-FEATURE_TYPES: dict[str, tuple[str, ...]] = {}
-for _type, _feature in TYPE_FEATURE.items():
-    FEATURE_TYPES.setdefault(_feature, ())
-    FEATURE_TYPES[_feature] += (_type,)
-
 
 #: how often positions_message reads again when a job commits in the middle of its read
 POSITIONS_READ_ATTEMPTS = 20

@@ -29,7 +29,7 @@ class SeqCounter(models.Model):
         counter, _ = cls.objects.select_for_update().get_or_create(type=type_, key=key)
         counter.seq += 1
         counter.save(update_fields=["seq"])
-        return counter.seq
+        return int(counter.seq)
 
 
 class LeaderTerm(models.Model):
@@ -56,7 +56,7 @@ class Account(models.Model):
     currency = models.CharField(max_length=3, default="USD")
 
     def __str__(self) -> str:
-        return self.code
+        return str(self.code)
 
 
 class Balance(models.Model):

@@ -2,8 +2,8 @@
 
 One home for it: ``tests/backend/test_openapi.py`` validates real responses of a running backend
 against it and runs Schemathesis over every operation. What the code already says once is taken
-from there: the message types and their features (``messages.TYPE_FEATURE``), the stages
-(``thorcut.features.Stage``) and the features of the flags body (``websocket_features.FEATURES``).
+from there: the features, their message types and their endpoints' paths (``thor_trading.features``)
+and the stages (``thorcut.flags.Stage``).
 The ``data`` schemas say what ``messages.py`` builds; ``additionalProperties: false`` makes a field
 added there and not here fail the tests.
 """
@@ -15,15 +15,14 @@ from typing import Any
 
 from django.conf import settings
 
-from global_markets.services.websocket_features import FEATURES
-from thor_trading.messages import TYPE_FEATURE
-from thorcut.features import Stage
+from thor_trading.features import FEATURES, NAMES, TYPE_FEATURE, Endpoint, Feature
+from thorcut.flags import Stage
 
 Schema = dict[str, Any]
 
 #: How ``messages.iso`` writes times (UTC, milliseconds).
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
-#: Market session names (``thor_trading.market``); only ``regular`` is open.
+#: Market session names (``thor_trading.exchanges``); only ``regular`` is open.
 SESSIONS = ("pre", "regular", "post", "closed")
 
 
@@ -126,7 +125,7 @@ def _schemas() -> dict[str, Schema]:
         "CutoverFlags": _object(
             {
                 "client": STRING,
-                "features": _object({feature: _ref("Flag") for feature in FEATURES}),
+                "features": _object({feature: _ref("Flag") for feature in NAMES}),
             }
         ),
         "Health": _object(
@@ -175,8 +174,8 @@ RESPONSES: dict[str, Schema] = {
     },
 }
 
-TAGS = dict.fromkeys([*TYPE_FEATURE.values(), "cutover", "session", "operations"])
-AUTHENTICATED = [{"bearerAuth": []}, {"sessionCookie": []}]
+TAGS = dict.fromkeys([*NAMES, "cutover", "session", "operations"])
+AUTHENTICATED: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"sessionCookie": []}]
 PUBLIC: list[dict[str, list[str]]] = []
 
 
@@ -213,15 +212,46 @@ def _query(name: str, description: str) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": STRING}
 
 
-SYMBOL = {"name": "symbol", "in": "path", "required": True, "description": "e.g. ES (any case)", "schema": STRING}
-ACCOUNT = _query("account", "account code, e.g. DU1234; default: the caller's first account")
+#: What a feature's key parameter is (``Feature.key`` names the parameter).
+KEYS = {
+    "account": "account code, e.g. DU1234; default: the caller's first account",
+    "symbol": "e.g. ES (any case)",
+    "market": "e.g. CME (any case); without it: every market",
+}
+#: message type -> the summary and operationId of its endpoint
+OPERATIONS = {
+    "account_balance": ("The account's balance", "accountBalance"),
+    "positions": ("The account's positions", "accountPositions"),
+    "intraday_bar": ("The current one-minute bar", "intradayBar"),
+    "vwap": ("The running VWAP", "intradayVwap"),
+    "market_status": ("One market's status (`?market=`), or every market's", "marketsStatus"),
+}
 
 
-def _envelope_get(type_: str, summary: str, parameter: Schema, operation_id: str) -> Schema:
-    ok = _json(_ref(envelope_component(type_)), f"the `{type_}` envelope")
-    return _get(
-        summary, ok, operation_id=operation_id, tag=TYPE_FEATURE[type_], errors=("401", "404"), parameters=[parameter]
-    )
+def _key_parameter(feature: Feature, endpoint: Endpoint) -> Schema:
+    if not endpoint.key_in_path:
+        return _query(feature.key, KEYS[feature.key])
+    return {"name": feature.key, "in": "path", "required": True, "description": KEYS[feature.key], "schema": STRING}
+
+
+def _feature_paths() -> dict[str, Schema]:
+    """Each feature endpoint of the feature table, at its path (the key named as in the URL router)."""
+    answers = {  # endpoints that answer more than their envelope
+        "market_status": _json(
+            {"oneOf": [_ref(envelope_component("market_status")), _ref("MarketsList")]},
+            'with `market`: its envelope; without: `{"markets": [envelope, …]}`',
+        ),
+    }
+    out = {}
+    for feature in FEATURES:
+        for endpoint in feature.rest:
+            type_ = endpoint.type
+            summary, operation_id = OPERATIONS[type_]
+            ok = answers.get(type_) or _json(_ref(envelope_component(type_)), f"the `{type_}` envelope")
+            path = endpoint.route.replace("{key}", "{" + feature.key + "}")
+            out[path] = _get(summary, ok, operation_id=operation_id, tag=feature.name, errors=("401", "404"),
+                             parameters=[_key_parameter(feature, endpoint)])  # fmt: skip
+    return out
 
 
 def _csrf_post(summary: str, ok: Schema, operation_id: str, *, credentials: bool = False) -> Schema:
@@ -241,25 +271,8 @@ def _csrf_post(summary: str, ok: Schema, operation_id: str, *, credentials: bool
 
 
 def _paths() -> dict[str, Schema]:
-    markets = _json(
-        {"oneOf": [_ref(envelope_component("market_status")), _ref("MarketsList")]},
-        'with `market`: its envelope; without: `{"markets": [envelope, …]}`',
-    )
     return {
-        "/api/account/balance": _envelope_get("account_balance", "The account's balance", ACCOUNT, "accountBalance"),
-        "/api/account/positions": _envelope_get("positions", "The account's positions", ACCOUNT, "accountPositions"),
-        "/api/intraday/{symbol}/bar": _envelope_get(
-            "intraday_bar", "The current one-minute bar", SYMBOL, "intradayBar"
-        ),
-        "/api/intraday/{symbol}/vwap": _envelope_get("vwap", "The running VWAP", SYMBOL, "intradayVwap"),
-        "/api/markets/status": _get(
-            "One market's status (`?market=`), or every market's",
-            markets,
-            operation_id="marketsStatus",
-            tag=TYPE_FEATURE["market_status"],
-            errors=("401", "404"),
-            parameters=[_query("market", "e.g. CME (any case); without it: every market")],
-        ),
+        **_feature_paths(),
         "/api/cutover/flags": _get(
             "The effective stage of every feature for this client, percent bucket applied",
             _json(_ref("CutoverFlags"), "one entry per feature"),

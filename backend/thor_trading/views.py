@@ -1,7 +1,8 @@
-"""REST endpoints: every feature's envelope (same builders as the WebSocket), flags, health, login.
+"""REST endpoints: every feature's envelope (same builders as the WebSocket), login, the API's description.
 
 Every answer is JSON, errors included (``{"error": …}``): a method a path does not take (405), an
-unknown ``/api/`` path (404), a failed CSRF check (403). ``thor_trading.openapi`` describes them all.
+unknown ``/api/`` path (404), a failed CSRF check (403). ``thor_trading.openapi`` describes them all, and
+the flags and health endpoints of ``global_markets.views`` too.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Any
 
 from django.contrib.auth import authenticate, login, logout
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from global_markets.services import websocket_features
 from thor_trading import messages, openapi
 from thor_trading.auth import request_user
 from thor_trading.models import Account, MarketSession
@@ -61,7 +60,7 @@ def authenticated(view: View) -> View:
         user = request_user(request)
         if user is None:
             return _error(401, "authentication required: session cookie or Authorization: Bearer <token>")
-        request.thor_user = user  # type: ignore[attr-defined]
+        request.thor_user = user
         return view(request, *args, **kwargs)
 
     wrapper.__name__ = view.__name__
@@ -70,7 +69,7 @@ def authenticated(view: View) -> View:
 
 def _account(request: HttpRequest) -> Account | JsonResponse:
     """The account named by ``?account=`` (default: the user's first) if the user owns it."""
-    user = request.thor_user  # type: ignore[attr-defined]
+    user = request.thor_user
     code = request.GET.get("account")
     accounts = Account.objects.filter(owner=user).order_by("code")
     if code and not _storable(code):
@@ -134,28 +133,6 @@ def markets_status(request: HttpRequest) -> HttpResponse:
         for m in MarketSession.objects.order_by("market").values_list("market", flat=True)
     ]
     return JsonResponse({"markets": markets})
-
-
-@require_GET
-@authenticated
-def cutover_flags(request: HttpRequest) -> HttpResponse:
-    """The effective stage of each feature for this client (``?client=`` id, else the session)."""
-    client = request.GET.get("client") or f"user:{request.thor_user.pk}"  # type: ignore[attr-defined]
-    return JsonResponse({"client": client, "features": websocket_features.flags_for_client(client)})
-
-
-@require_GET
-def health(request: HttpRequest) -> HttpResponse:
-    w = websocket_features.watcher()
-    db_ok = True
-    try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-    except Exception:  # health reports, it does not raise
-        db_ok = False
-    body = {"status": "ok" if db_ok else "degraded", "database": db_ok, "flags_connected": w.connected,
-            "flags_synced": w.synced}  # fmt: skip
-    return JsonResponse(body, status=200 if db_ok else 503)
 
 
 @ensure_csrf_cookie

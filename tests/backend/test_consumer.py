@@ -87,7 +87,7 @@ async def closed_with(comm: Any, timeout: float = 5) -> int:
 
 
 def envelope(type_: str, key: str, marker: str, seq: int = 1) -> Msg:
-    from thor_trading.messages import TYPE_FEATURE
+    from thor_trading.features import TYPE_FEATURE
 
     feature = TYPE_FEATURE.get(type_)
     return {"type": type_, "feature": feature, "key": key, "seq": seq, "ts": "2026-11-24T14:30:00.000Z",
@@ -291,7 +291,7 @@ BAD_FRAMES = {
 def test_bad_frame_gets_an_error_and_the_connection_stays(
     app: Any, demo_users: dict[str, dict[str, str]], frame: dict[str, Any]
 ) -> None:
-    from global_markets.consumers import BAD_FRAMES as COUNTER
+    from global_markets.metrics import BAD_FRAMES as COUNTER
 
     def bad_total() -> float:
         return sum(s.value for m in COUNTER.collect() for s in m.samples if s.name.endswith("_total"))
@@ -334,12 +334,13 @@ def test_flag_change_is_pushed_to_connected_clients(
 ) -> None:
     import redis
 
-    from thorcut.features import DEFAULT_FEATURES, Stage
+    from thorcut.flags.stages import Stage
     from thorcut.flags.store import FlagStore
+    from thorcut.manifest import DEFAULT_MANIFEST
     from thorcut.redisconn import Keys
 
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="test_consumer")
+    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="test_consumer")
     start = store.read("global_market").stage
 
     async def scenario() -> None:

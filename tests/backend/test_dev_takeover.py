@@ -14,17 +14,17 @@ import pytest
 
 from tests.backend.test_heartbeat import flags  # noqa: F401  (fixture)
 from tests.backend.test_leader import assert_seq_strictly_increasing, holder_pid, lock_env, wait_for  # noqa: F401
-from thorcut.devbackend import LOCK_TTL, leader_key
-from thorcut.devstack import free_port
+from thorcut.dev.backend import LOCK_TTL, leader_key
+from thorcut.dev.stack import free_port
 
 pytestmark = pytest.mark.slow
 
 
 def test_dev_stack_lock_key_and_ttl_are_the_job_runners(thor_env: dict[str, str]) -> None:
-    from thor_trading.services import stack_start
+    from thor_runner import leader
 
-    assert leader_key("some-prefix") == stack_start.leader_key("some-prefix")
-    assert LOCK_TTL == stack_start.DEFAULT_TTL
+    assert leader_key("some-prefix") == leader.leader_key("some-prefix")
+    assert LOCK_TTL == leader.DEFAULT_TTL
 
 
 def test_dev_up_standby_takes_over_when_the_leader_is_killed(thor_env: dict[str, str], lock_env: dict[str, Any],  # noqa: F811

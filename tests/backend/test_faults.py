@@ -22,8 +22,15 @@ def _balance(seq: int = 10) -> dict[str, Any]:
             "data": {"equity": 1000123.47, "cash": 999914.26, "margin_used": 25000.0}}  # fmt: skip
 
 
+def test_every_message_type_of_the_feature_table_has_its_faults(thor_env: object) -> None:
+    from thor_runner import faults
+    from thor_trading.features import TYPE_FEATURE
+
+    assert set(faults.DROPPED) == set(faults.PRICES) == set(TYPE_FEATURE)
+
+
 def test_no_faults_sends_the_message_unchanged(thor_env: object) -> None:
-    from thor_trading import faults
+    from thor_runner import faults
 
     msg = _positions()
     assert faults.ws(msg, "") == [msg]
@@ -31,7 +38,7 @@ def test_no_faults_sends_the_message_unchanged(thor_env: object) -> None:
 
 
 def test_drop_field_removes_the_named_path(thor_env: object) -> None:
-    from thor_trading import faults
+    from thor_runner import faults
 
     (out,) = faults.ws(_positions(), "positions:drop_field")
     assert all("unrealized_pnl" not in row for row in out["data"]["positions"])
@@ -40,7 +47,7 @@ def test_drop_field_removes_the_named_path(thor_env: object) -> None:
 
 
 def test_round_price_rounds_to_one_decimal(thor_env: object) -> None:
-    from thor_trading import faults
+    from thor_runner import faults
 
     (bal,) = faults.ws(_balance(), "account_balance:round_price")
     assert (bal["data"]["equity"], bal["data"]["cash"]) == (1000123.5, 999914.3)
@@ -49,7 +56,7 @@ def test_round_price_rounds_to_one_decimal(thor_env: object) -> None:
 
 
 def test_lag_seq_reorder_duplicate_and_skip(thor_env: object) -> None:
-    from thor_trading import faults
+    from thor_runner import faults
 
     msg = _positions(seq=10)
     original = copy.deepcopy(msg)
@@ -63,7 +70,7 @@ def test_lag_seq_reorder_duplicate_and_skip(thor_env: object) -> None:
 
 @pytest.mark.parametrize("spec", ["positions", "positions:explode", "orders:reorder"])
 def test_malformed_spec_is_rejected_naming_the_entry(thor_env: object, spec: str) -> None:
-    from thor_trading import faults
+    from thor_runner import faults
 
     with pytest.raises(faults.FaultSpecError, match="bad entry"):
         faults.ws(_positions(), spec)

@@ -17,8 +17,9 @@ import pytest
 import redis
 
 from tests.conftest import start_redis
-from thorcut.features import DEFAULT_FEATURES, TRANSITIONS, Stage
+from thorcut.flags.stages import TRANSITIONS, Stage
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
 
@@ -93,7 +94,7 @@ def set_stage(feature: str, stage: Stage, timeout: float = 5.0) -> None:
 
     client = redis.Redis.from_url(os.environ["THORCUT_REDIS_URL"], decode_responses=True)
     try:
-        store = FlagStore(client, Keys(os.environ["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="t")
+        store = FlagStore(client, Keys(os.environ["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="t")
         current = store.read(feature).stage
         if current != stage:
             for step in _path(current, stage):
@@ -125,7 +126,7 @@ def flags(thor_env: dict[str, str]) -> Iterator[Callable[[str, Stage], None]]:
 
 
 def test_keeps_rhythm_at_20ms(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     job = FakeJob("a")
     hb = Heartbeat(0.02, [job], Collector())
@@ -142,7 +143,7 @@ def test_keeps_rhythm_at_20ms(thor_env: dict[str, str]) -> None:
 
 
 def test_skips_missed_ticks_instead_of_bursting(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     times: list[float] = []
     job = FakeJob("slow", slow_on={5: 0.07})
@@ -160,7 +161,7 @@ def test_skips_missed_ticks_instead_of_bursting(thor_env: dict[str, str]) -> Non
 
 
 def test_jobs_run_on_their_every(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     jobs = [FakeJob("one", every=1), FakeJob("three", every=3), FakeJob("seven", every=7)]
     hb = Heartbeat(0.01, jobs, Collector())
@@ -174,7 +175,7 @@ def test_jobs_run_on_their_every(thor_env: dict[str, str]) -> None:
 
 
 def test_a_failing_job_does_not_stop_the_heartbeat(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     bad, good = FakeJob("bad", fail=True, every=2), FakeJob("good")
     hb = Heartbeat(0.01, [bad, good], Collector())
@@ -186,7 +187,7 @@ def test_a_failing_job_does_not_stop_the_heartbeat(thor_env: dict[str, str]) -> 
 
 
 def test_heartbeat_message_every_30_ticks_whatever_the_flags(flags: Any) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     flags("intraday", Stage.OFF)
     out = Collector()
@@ -205,7 +206,7 @@ def test_heartbeat_message_every_30_ticks_whatever_the_flags(flags: Any) -> None
 
 @pytest.mark.parametrize("stage", [Stage.SHADOW, Stage.LIVE, Stage.COMPLETE])
 def test_broadcasts_only_when_the_flag_says_so(flags: Any, stage: Stage) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     job = FakeJob("a")
     out = Collector()
@@ -233,7 +234,7 @@ def test_broadcasts_only_when_the_flag_says_so(flags: Any, stage: Stage) -> None
 def test_faults_apply_to_the_websocket_side(flags: Any) -> None:
     from django.test import override_settings
 
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     flags("intraday", Stage.SHADOW)
     job, out = FakeJob("a"), Collector()
@@ -246,15 +247,15 @@ def test_faults_apply_to_the_websocket_side(flags: Any) -> None:
 def test_bad_fault_spec_fails_at_construction(thor_env: dict[str, str]) -> None:
     from django.test import override_settings
 
-    from global_markets.services.heartbeat import Heartbeat
-    from thor_trading.faults import FaultSpecError
+    from thor_runner.faults import FaultSpecError
+    from thor_runner.heartbeat import Heartbeat
 
     with override_settings(THOR_FAULTS="intraday:explode"), pytest.raises(FaultSpecError):
         Heartbeat(0.01, [], Collector())
 
 
 def test_a_job_with_an_unknown_feature_is_counted_not_fatal(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     odd, good = FakeJob("odd", feature="no_such_feature"), FakeJob("good")
     hb = Heartbeat(0.01, [odd, good], Collector())
@@ -264,7 +265,7 @@ def test_a_job_with_an_unknown_feature_is_counted_not_fatal(thor_env: dict[str, 
 
 
 def test_rejects_a_tick_below_10ms(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     with pytest.raises(ValueError, match="at least"):
         Heartbeat(0.005, [], Collector())
@@ -272,7 +273,7 @@ def test_rejects_a_tick_below_10ms(thor_env: dict[str, str]) -> None:
 
 
 def test_guard_stops_jobs_at_once(thor_env: dict[str, str]) -> None:
-    from global_markets.services.heartbeat import Heartbeat
+    from thor_runner.heartbeat import Heartbeat
 
     allowed = threading.Event()
     allowed.set()
@@ -295,8 +296,8 @@ def test_guard_stops_jobs_at_once(thor_env: dict[str, str]) -> None:
 
 def test_rhythm_holds_while_channel_redis_is_frozen(flags: Any, tmp_path: Path) -> None:
     """Channel layer on a private redis-server that gets SIGSTOPped; flags stay on the session one."""
-    from global_markets.services.heartbeat import Heartbeat
     from global_markets.services.websocket_broadcast import Broadcaster, layer_from_config
+    from thor_runner.heartbeat import Heartbeat
 
     flags("intraday", Stage.SHADOW)
     server = start_redis(tmp_path)

@@ -110,7 +110,8 @@ def test_jobs_message_equals_rest_read_right_after(jobs: list[Any], tokens: dict
 
 
 def test_jobs_envelope_shape_matches_design(jobs: list[Any]) -> None:
-    from thor_trading.market import CONTRACTS, EXCHANGES
+    from thor_trading.exchanges import EXCHANGES
+    from thor_trading.market import CONTRACTS
 
     messages = run_tick(jobs, 0)
     feature_of = {"account_balance": "account_balance", "positions": "positions", "intraday_bar": "intraday",

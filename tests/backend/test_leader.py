@@ -31,7 +31,8 @@ import redis
 
 from tests.backend.conftest import BACKEND
 from tests.backend.test_heartbeat import flags  # noqa: F401  (fixture)
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
+from thorcut.manifest import DEFAULT_MANIFEST
 
 TTL = 2.0
 
@@ -144,9 +145,9 @@ def assert_seq_strictly_increasing(messages: list[dict[str, Any]]) -> dict[tuple
 @pytest.fixture
 def lock_env(thor_env: dict[str, str], demo_users: Any, flags: Any) -> Iterator[dict[str, Any]]:  # noqa: F811
     """Every feature in shadow (so runners broadcast), a receiver, a client for the lock key."""
-    from thor_trading.services.stack_start import leader_key
+    from thor_runner.leader import leader_key
 
-    for feature in DEFAULT_FEATURES:
+    for feature in DEFAULT_MANIFEST.names:
         flags(feature, Stage.SHADOW)
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
     key = leader_key(thor_env["THORCUT_PREFIX"])
@@ -250,7 +251,7 @@ def test_a_runner_that_loses_the_lock_stops_producing(thor_env: dict[str, str], 
 
 def test_lock_primitives(thor_env: dict[str, str]) -> None:
     """Acquire is exclusive, renew/release only act with our token, validity ends before the key."""
-    from thor_trading.services.stack_start import LeaderLock, leader_key, lock_client
+    from thor_runner.leader import LeaderLock, leader_key, lock_client
 
     key = leader_key(thor_env["THORCUT_PREFIX"] + "-prim")
     a_client, b_client = (
@@ -293,12 +294,14 @@ def test_a_holder_that_cannot_reach_redis_runs_on(thor_env: dict[str, str], tmp_
     """The lock's Redis freezes (SIGSTOP) past the TTL: renewals time out, the jobs run on (the
     database term fences them, not the lease); after SIGCONT the key has expired, so the runner
     steps down and leads again in a new term."""
-    from global_markets.services.heartbeat import Heartbeat
     from global_markets.services.websocket_broadcast import Broadcaster
     from tests.backend.test_heartbeat import FakeJob
     from tests.conftest import start_redis
+    from thor_runner.heartbeat import Heartbeat
+    from thor_runner.leader import LeaderLock
+    from thor_runner.runner import run_job_runner
+    from thor_runner.status import RunnerStatus
     from thor_trading import fence
-    from thor_trading.services.stack_start import LeaderLock, RunnerStatus, run_job_runner
 
     ttl, tick = 1.0, 0.02
     server = start_redis(tmp_path)
@@ -512,8 +515,13 @@ def test_a_partitioned_leader_runs_on_until_the_new_term_fences_it(thor_env: dic
     proxy that is then cut. A's renewals time out and its jobs run on; its key expires; B takes the
     lock and starts a term; A's next job transaction is fenced. No write of A after B's term began,
     and every seq went strictly up across both."""
+    from django.conf import settings
+
+    from thor_runner.leader import LeaderLock, leader_key
+    from thor_runner.runner import run_job_runner
+    from thor_runner.status import RunnerStatus
     from thor_trading import fence
-    from thor_trading.services.stack_start import LeaderLock, RunnerStatus, build_jobs, leader_key, run_job_runner
+    from thor_trading.jobs import build_jobs
 
     ttl, tick = 1.0, 0.05
     prefix = thor_env["THORCUT_PREFIX"] + "-part"
@@ -531,7 +539,7 @@ def test_a_partitioned_leader_runs_on_until_the_new_term_fences_it(thor_env: dic
 
         return threading.Thread(target=run_job_runner, name=f"test-runner-{name}", daemon=True, kwargs={
             "tick": tick, "ttl": ttl, "stop_event": stops[name], "redis_url": url, "prefix": prefix,
-            "jobs_factory": lambda: [RecordingJob(j, runs[name]) for j in build_jobs()],
+            "jobs_factory": lambda: [RecordingJob(j, runs[name]) for j in build_jobs(settings.THOR_SEED)],
             "broadcaster_factory": NullBroadcaster, "on_lead": on_lead, "status": statuses[name],
         })  # fmt: skip
 

@@ -11,17 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backend"))
 
-from thor_trading.market import (
-    CONTRACTS,
-    EXCHANGES,
-    Intraday,
-    Market,
-    PaperAccount,
-    SimClock,
-    Trade,
-    sim_step,
-    trading_day,
-)
+from thor_trading.exchanges import EXCHANGES
+from thor_trading.market import CONTRACTS, Intraday, Market, SimClock, Trade, sim_step, trading_day
+from thor_trading.paper import PaperAccount
 
 START = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)  # a Tuesday
 MINUTE = timedelta(minutes=1)

@@ -122,7 +122,7 @@ FEATURES = [
 
 
 def test_description_names_every_message_type_and_valid_schemas(doc: dict[str, Any]) -> None:
-    from thor_trading.messages import TYPE_FEATURE
+    from thor_trading.features import TYPE_FEATURE
     from thor_trading.openapi import DATA
 
     assert set(DATA) == set(TYPE_FEATURE)
@@ -132,11 +132,32 @@ def test_description_names_every_message_type_and_valid_schemas(doc: dict[str, A
 
 
 def test_description_lists_every_api_route(doc: dict[str, Any]) -> None:
-    from thor_trading import urls
+    from django.urls import URLResolver, get_resolver
 
-    routes = {"/api/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(p.pattern)) for p in urls.urlpatterns}
-    assert routes <= set(doc["paths"])
-    assert set(doc["paths"]) - routes == {"/metrics"}
+    def routes(patterns: list[Any], prefix: str) -> set[str]:
+        out: set[str] = set()
+        for p in patterns:
+            path = prefix + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(p.pattern))
+            out |= routes(p.url_patterns, path) if isinstance(p, URLResolver) else {path}
+        return out
+
+    api = {r for r in routes(get_resolver().url_patterns, "/") if r.startswith("/api/")}
+    assert api == set(doc["paths"]) - {"/metrics"}
+
+
+def test_every_feature_endpoint_is_routed_to_its_type(doc: dict[str, Any]) -> None:
+    """The feature table's REST paths are the ones the URL router serves and the description lists."""
+    from django.urls import resolve
+
+    from thor_trading.features import FEATURES
+    from thor_trading.urls import FEATURE_VIEWS
+
+    for feature in FEATURES:
+        for endpoint in feature.rest:
+            url = endpoint.route.replace("{key}", "ES")
+            assert resolve(url).func is FEATURE_VIEWS[endpoint.type], url
+            assert endpoint.route.replace("{key}", "{" + feature.key + "}") in doc["paths"]
+    assert set(FEATURE_VIEWS) == {e.type for f in FEATURES for e in f.rest}
 
 
 def test_openapi_json_served_without_auth_equals_description(server: Server, doc: dict[str, Any]) -> None:

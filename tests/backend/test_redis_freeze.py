@@ -32,8 +32,9 @@ from tests.backend.conftest import BACKEND, start_server
 from tests.backend.test_heartbeat import _path
 from tests.backend.test_leader import wait_for
 from tests.conftest import start_redis
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def fresh_stats(path: Path, after: float) -> dict[str, Any]:
 
 def test_the_stack_rides_out_a_frozen_redis(thor_env: dict[str, str], demo_users: dict[str, dict[str, str]],
                                             tmp_path: Path) -> None:  # fmt: skip
-    from global_markets.services.heartbeat import percentile
+    from thor_runner.heartbeat import percentile
     from thor_trading.models import SeqCounter
 
     server = start_redis(tmp_path / "redis")
@@ -111,8 +112,8 @@ def test_the_stack_rides_out_a_frozen_redis(thor_env: dict[str, str], demo_users
            "THORCUT_PREFIX": prefix, "THOR_TICK": str(TICK)}  # fmt: skip
     # Every feature in shadow on this Redis, before anything starts: the jobs broadcast.
     client = redis.Redis.from_url(server.url, decode_responses=True)
-    store = FlagStore(client, Keys(prefix), DEFAULT_FEATURES, operator="t")
-    for feature in DEFAULT_FEATURES:
+    store = FlagStore(client, Keys(prefix), DEFAULT_MANIFEST.names, operator="t")
+    for feature in DEFAULT_MANIFEST.names:
         for step in _path(store.read(feature).stage, Stage.SHADOW):
             store.change(feature, step, reason="test", percent=None)
     client.close()

@@ -169,7 +169,7 @@ def test_cutover_flags_without_auth_401(thor_env: dict[str, str]) -> None:
 
 
 def test_markets_status_without_market_lists_every_exchange(seeded: dict[str, Any]) -> None:
-    from thor_trading.market import EXCHANGES
+    from thor_trading.exchanges import EXCHANGES
 
     resp = get("/api/markets/status", seeded["demo"]["token"])
     assert resp.status_code == 200

@@ -21,8 +21,9 @@ import pytest
 import redis
 
 from tests.backend.conftest import BACKEND, Server, start_server
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
 TYPES = {"account_balance", "positions", "intraday_bar", "vwap", "market_status"}
@@ -39,11 +40,11 @@ def stack(
                             stderr=subprocess.STDOUT)  # fmt: skip
     server: Server = start_server(thor_env, tmp_path / "uvicorn.log")
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="tests")
+    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="tests")
     try:
         yield {"server": server, "jobs": jobs, "store": store, "token": demo_users["demo"]["token"]}
     finally:
-        for feature in DEFAULT_FEATURES:  # leave the shared prefix as other tests expect it: all off
+        for feature in DEFAULT_MANIFEST.names:  # leave the shared prefix as other tests expect it: all off
             while store.read(feature).stage is not Stage.OFF:
                 current = store.read(feature).stage
                 store.change(feature, Stage.SHADOW if current in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
@@ -75,7 +76,7 @@ async def _collect(url: str, token: str, seconds: float) -> list[dict[str, Any]]
 
 def test_every_feature_in_shadow_streams_with_rising_seq_and_off_streams_nothing(stack: dict[str, Any]) -> None:
     store: FlagStore = stack["store"]
-    for feature in DEFAULT_FEATURES:
+    for feature in DEFAULT_MANIFEST.names:
         _set(store, feature, Stage.SHADOW)
     time.sleep(0.3)  # every process applies the change within milliseconds; allow for a tick
     messages = asyncio.run(_collect(stack["server"].ws_url, stack["token"], 2.0))
@@ -132,7 +133,7 @@ async def _pairs(server: Server, token: str, seconds: float) -> list[tuple[dict[
 @pytest.mark.parametrize("stack", [0.5], indirect=True)  # slow ticks: most REST reads see the same state
 def test_websocket_and_rest_data_are_equal_for_the_same_seq(stack: dict[str, Any]) -> None:
     store: FlagStore = stack["store"]
-    for feature in DEFAULT_FEATURES:
+    for feature in DEFAULT_MANIFEST.names:
         _set(store, feature, Stage.SHADOW)
     time.sleep(0.3)
     pairs = asyncio.run(_pairs(stack["server"], stack["token"], 3.0))

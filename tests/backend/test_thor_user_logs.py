@@ -13,7 +13,7 @@ from tests.backend.conftest import BACKEND
 def test_thor_user_token_reaches_the_caller_but_not_setup_log(thor_env: dict[str, str], tmp_path: Path) -> None:
     """How ``thorcut dev up`` runs it: the real command in a child process, its output logged."""
     from thor_trading.auth import user_for_token
-    from thorcut.devbackend import _manage
+    from thorcut.dev.backend import _manage
 
     log = tmp_path / "setup.log"
     name, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex

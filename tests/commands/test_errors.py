@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,11 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from thorcut.devstack import EmbeddedRedis, free_port
-from thorcut.features import Stage
+from tests.runner import Run
+from thorcut.dev.stack import EmbeddedRedis, free_port
+from thorcut.flags.stages import Stage
+from thorcut.flags.store import FlagStore
 
 
-def test_unreachable_redis_exits_4_within_timeout_naming_redacted_url(run) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_exits_4_within_timeout_naming_redacted_url(run: Run) -> None:
     url = f"redis://ops:hunter2@127.0.0.1:{free_port()}/0"
     started = time.monotonic()
     result = run("status", "--redis-url", url, "--timeout", "0.5")
@@ -28,7 +29,7 @@ def test_unreachable_redis_exits_4_within_timeout_naming_redacted_url(run) -> No
     assert "THORCUT_REDIS_URL" in result.stderr
 
 
-def test_unanswering_redis_times_out_with_exit_4(run) -> None:  # type: ignore[no-untyped-def]
+def test_unanswering_redis_times_out_with_exit_4(run: Run) -> None:
     # A listening socket that never speaks: connect succeeds, PING never answers.
     import socket
 
@@ -43,7 +44,7 @@ def test_unanswering_redis_times_out_with_exit_4(run) -> None:  # type: ignore[n
     assert "did not answer in time" in result.stderr
 
 
-def test_wrong_password_exits_4_and_never_prints_it(run, client: redis.Redis, redis_server: EmbeddedRedis) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_exits_4_and_never_prints_it(run: Run, client: redis.Redis, redis_server: EmbeddedRedis) -> None:
     user = f"u{uuid.uuid4().hex[:6]}"
     client.acl_setuser(user, enabled=True, passwords=["+right-pass"], keys=["*"], channels=["*"], commands=["+@all"])
     try:
@@ -58,7 +59,7 @@ def test_wrong_password_exits_4_and_never_prints_it(run, client: redis.Redis, re
         client.acl_deluser(user)
 
 
-def test_unix_socket_url_works(tmp_path: Path, redis_server: EmbeddedRedis, run, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_unix_socket_url_works(tmp_path: Path, redis_server: EmbeddedRedis, run: Run, prefix: str) -> None:
     sock = tmp_path / "r.sock"
     proc = subprocess.Popen(
         [redis_server.binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(tmp_path)],
@@ -79,20 +80,20 @@ def test_unix_socket_url_works(tmp_path: Path, redis_server: EmbeddedRedis, run,
         proc.wait(5)
 
 
-def test_malformed_redis_url_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_redis_url_exits_2(run: Run) -> None:
     result = run("status", "--redis-url", "http://127.0.0.1:6379")
     assert result.exit_code == 2
     assert "bad Redis URL" in result.stderr
 
 
-def test_bad_config_file_exits_2_naming_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_config_file_exits_2_naming_it(run: Run, tmp_path: Path) -> None:
     (tmp_path / "thorcut.toml").write_text("[features.positions\n")
     result = run("status")
     assert result.exit_code == 2
     assert "thorcut.toml is not valid TOML" in result.stderr
 
 
-def test_bad_timeout_variable_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_bad_timeout_variable_exits_2(run: Run) -> None:
     result = run("status", env={"THORCUT_TIMEOUT": "soon"})
     assert result.exit_code == 2
     assert "THORCUT_TIMEOUT must be a duration" in result.stderr
@@ -102,7 +103,7 @@ def _cli(args: list[str], env: dict[str, str], **kw: object) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "thorcut", *args], env={**os.environ, **env}, text=True, **kw)  # type: ignore[call-overload,no-any-return]
 
 
-def test_output_piped_into_head_ends_without_traceback(cli_env: dict[str, str], store) -> None:  # type: ignore[no-untyped-def]
+def test_output_piped_into_head_ends_without_traceback(cli_env: dict[str, str], store: FlagStore) -> None:
     for i in range(300):
         store.change("positions", Stage.SHADOW if i % 2 == 0 else Stage.OFF, reason="x" * 50)
     env = {**os.environ, **cli_env}
@@ -137,50 +138,9 @@ def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
     assert result.stderr.startswith("Error: unknown feature 'nope'")
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
-        ("rediss://user:s3cret@host:6380/1", "rediss://user:***@host:6380/1"),
-        ("redis://s3cret@host", "redis://***@host"),
-        ("unix:///run/redis.sock?password=s3cret&db=2", "unix:///run/redis.sock?password=***&db=2"),
-        ("redis://host:6379/0", "redis://host:6379/0"),
-        ("user:s3cret@host:1?password=s3cret", "***@host:1?password=***"),  # no scheme: query too
-        ("redis://user:s3cret@[:1?password=s3cret", "redis://***@[:1?password=***"),  # does not parse
-    ],
-)
-def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
-    from thorcut.config import redact_url
-
-    assert redact_url(url) == shown
-
-
-def test_status_watch_streams_a_new_document_on_each_change_and_stops_on_ctrl_c(cli_env: dict[str, str], store) -> None:  # type: ignore[no-untyped-def]
-    import signal
-
-    with subprocess.Popen(
-        [sys.executable, "-m", "thorcut", "status", "--watch", "--json"],
-        env={**os.environ, **cli_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        assert first["features"][2]["stage"] == "off"
-        store.change("intraday", Stage.SHADOW, reason="watched")
-        second = json.loads(proc.stdout.readline())
-        assert second["features"][2]["stage"] == "shadow"
-        assert second["features"][2]["reason"] == "watched"
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=5)
-    assert proc.returncode == 0
-    assert "Traceback" not in stderr
-
-
 def test_rediss_url_connects_over_tls_and_explains_an_unknown_ca(
-    run, tmp_path: Path, redis_server: EmbeddedRedis
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
 

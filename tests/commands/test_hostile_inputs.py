@@ -46,9 +46,10 @@ from hypothesis import strategies as st
 from redis.connection import parse_url
 from typer.testing import Result
 
-from thorcut.compare.verdict import now_iso
-from thorcut.devstack import EmbeddedRedis, free_port
-from thorcut.features import DEFAULT_FEATURES
+from tests.runner import Run
+from thorcut.clock import now_iso
+from thorcut.dev.stack import EmbeddedRedis, free_port
+from thorcut.manifest import DEFAULT_MANIFEST
 
 # ============================================================================================
 # The contract
@@ -367,7 +368,7 @@ NUMBER_TEXT = st.one_of(
     st.integers(-(2**80), 2**80).map(str),
     st.text(CHARS, max_size=8),
 )
-FEATURE_NAME = st.one_of(st.sampled_from(DEFAULT_FEATURES), hostile_text)
+FEATURE_NAME = st.one_of(st.sampled_from(DEFAULT_MANIFEST.names), hostile_text)
 
 
 def safe_redis_url(url: str) -> bool:
@@ -494,7 +495,9 @@ def config_texts(draw: st.DrawFn, url: st.SearchStrategy[str]) -> tuple[str, dic
         chosen[name] = draw(toml_values | url if name.endswith("_url") else toml_values)
     lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in chosen.items()]
     for _ in range(draw(st.integers(0, 2))):
-        name = draw(st.sampled_from([*DEFAULT_FEATURES, "new_one"]) | st.text(TEXT_CHARS, min_size=1, max_size=10))
+        name = draw(
+            st.sampled_from([*DEFAULT_MANIFEST.names, "new_one"]) | st.text(TEXT_CHARS, min_size=1, max_size=10)
+        )
         lines.append(f"[features.{toml_key(name)}]")
         for key in draw(st.lists(st.sampled_from(FEATURE_KEYS), max_size=4, unique=True)):
             lines.append(f"{key} = {toml_value(draw(FEATURE_VALUES[key]))}")
@@ -563,7 +566,7 @@ def record_lines(draw: st.DrawFn) -> str:
         obj = {
             "at": draw(AT),
             "src": "rest",
-            "feature": draw(st.sampled_from(DEFAULT_FEATURES) | json_values),
+            "feature": draw(st.sampled_from(DEFAULT_MANIFEST.names) | json_values),
             "url": draw(st.sampled_from(REST_PATHS) | json_values),
             "status": draw(st.just(200) | json_values),
             "elapsed_ms": draw(st.just(3.1) | json_values),
@@ -592,7 +595,7 @@ def recording_headers(draw: st.DrawFn) -> str:
         head: dict[str, Any] = {"thorcut_recording": 1, "created": "2026-11-24T14:29:59Z", "manifest": {}}
         if draw(st.booleans()):
             head["features"] = draw(
-                st.lists(st.sampled_from([*DEFAULT_FEATURES, "nope", ""]), max_size=4) | json_values
+                st.lists(st.sampled_from([*DEFAULT_MANIFEST.names, "nope", ""]), max_size=4) | json_values
             )
         if draw(st.booleans()):
             head["manifest"] = draw(json_values | st.just({"features": {"positions": {"types": 5}}}))
@@ -657,7 +660,7 @@ STORED_NUMBER = st.integers(0, 5) | st.integers(-(2**70), 2**70) | st.sampled_fr
 def stored_states(draw: st.DrawFn) -> dict[str, dict[str, dict[str, str]]]:
     """What Redis holds before the command: flags and verdicts, sane or written by another tool."""
     state: dict[str, dict[str, dict[str, str]]] = {"flag": {}, "parity": {}}
-    for feature in DEFAULT_FEATURES:
+    for feature in DEFAULT_MANIFEST.names:
         if draw(st.booleans()):
             flag = {"stage": draw(st.sampled_from(STORED_STAGES)), "version": str(draw(STORED_NUMBER))}
             if draw(st.booleans()):
@@ -737,7 +740,9 @@ OPTION_TARGETS: dict[str, tuple[list[str], list[str]]] = {
 
 @given(data=st.data())
 @IN_PROCESS
-def test_option_values_never_crash_or_write_when_refused(run, hostile_env, raw, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
+def test_option_values_never_crash_or_write_when_refused(
+    run: Run, hostile_env: dict[str, str], raw: redis.Redis, data: st.DataObject
+) -> None:
     command = data.draw(st.sampled_from(sorted(OPTION_TARGETS)), label="command")
     fixed, options = OPTION_TARGETS[command]
     args = [command, *fixed]
@@ -765,7 +770,14 @@ def test_option_values_never_crash_or_write_when_refused(run, hostile_env, raw, 
 
 @given(data=st.data())
 @IN_PROCESS
-def test_redis_urls_from_flag_or_environment(run, hostile_env, raw, redis_server, dead_port, data) -> None:  # type: ignore[no-untyped-def]
+def test_redis_urls_from_flag_or_environment(
+    run: Run,
+    hostile_env: dict[str, str],
+    raw: redis.Redis,
+    redis_server: EmbeddedRedis,
+    dead_port: int,
+    data: st.DataObject,
+) -> None:
     url = data.draw(redis_urls(redis_server.port, dead_port), label="url")
     commands = [["status"], ["status", "--json"], ["history"], ["shadow", "positions"], ["rollback", "--all"]]
     command = data.draw(st.sampled_from(commands), label="command")
@@ -794,7 +806,9 @@ def test_redis_urls_from_flag_or_environment(run, hostile_env, raw, redis_server
 
 @given(data=st.data())
 @IN_PROCESS
-def test_backend_and_websocket_urls_from_flag_or_environment(run, hostile_env, dead_port, data) -> None:  # type: ignore[no-untyped-def]
+def test_backend_and_websocket_urls_from_flag_or_environment(
+    run: Run, hostile_env: dict[str, str], dead_port: int, data: st.DataObject
+) -> None:
     ws, http = web_urls(["ws", "wss"], dead_port), web_urls(["http", "https"], dead_port)
     command = data.draw(st.sampled_from(["tail", "check", "diff", "learn"]), label="command")
     args = {
@@ -819,7 +833,7 @@ def test_backend_and_websocket_urls_from_flag_or_environment(run, hostile_env, d
         )
     try:
         with watchdog():
-            result = run(*args, env=env)  # type: ignore[arg-type]
+            result = run(*args, env=env)
         check_contract(result, args)
         for secret in ("secret", ":tok@"):  # never print a secret (STYLE.md)
             if secret in " ".join(args) + " ".join(v or "" for v in env.values()):
@@ -857,8 +871,8 @@ SMALL_RECORDING = "".join(
 
 
 def _run_with_config(
-    run, raw, tmp_path: Path, data: st.DataObject, blob: bytes, name: str, chosen: dict[str, Any]
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, raw: redis.Redis, tmp_path: Path, data: st.DataObject, blob: bytes, name: str, chosen: dict[str, Any]
+) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     (folder / name).write_bytes(blob)
     (folder / "rec.jsonl").write_text(SMALL_RECORDING)
@@ -884,7 +898,7 @@ def _run_with_config(
     before = snapshot(raw, prefix)
     try:
         with run_in(folder if how == "found in cwd" else tmp_path), watchdog():
-            result = run(*args, env=env)  # type: ignore[arg-type]
+            result = run(*args, env=env)
         check_contract(result, args, before=before, after=lambda: snapshot(raw, prefix), verdicts=live)
     finally:
         forget(raw, prefix)
@@ -894,15 +908,21 @@ def _run_with_config(
 @given(data=st.data())
 @IN_PROCESS
 def test_config_files_with_every_setting_of_every_type(
-    run, hostile_env, raw, tmp_path, dead_port, redis_server, data
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run,
+    hostile_env: dict[str, str],
+    raw: redis.Redis,
+    tmp_path: Path,
+    dead_port: int,
+    redis_server: EmbeddedRedis,
+    data: st.DataObject,
+) -> None:
     urls = redis_urls(redis_server.port, dead_port) | web_urls(["http", "ws"], dead_port)
     text, chosen = data.draw(config_texts(urls), label="settings")
     name = data.draw(st.sampled_from(["thorcut.toml", "pyproject.toml"]), label="file name")
     if name == "pyproject.toml":
         layout = data.draw(st.sampled_from(["table", "dotted keys", "tool is not a table"]), label="layout")
         if layout == "table":
-            text = "[project]\nname = 'x'\n[tool.thorcut]\n" + text.replace("[features.", "[tool.thorcut.features.")
+            text = "[project]\nname = 'x'\n[tool.thorcut]\n" + text.replace("[features.", "[tool.thorcut.flags.stages.")
         elif layout == "dotted keys":
             text = "".join(f"tool.thorcut.{line}\n" for line in text.splitlines() if not line.startswith("["))
         else:  # found by its marker text, but `tool` (or `tool.thorcut`) is not a table
@@ -912,7 +932,9 @@ def test_config_files_with_every_setting_of_every_type(
 
 @given(data=st.data(), blob=st.binary(max_size=300) | st.sampled_from(CONFIG_BLOBS))
 @IN_PROCESS
-def test_config_files_of_random_bytes(run, hostile_env, raw, tmp_path, data, blob: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_config_files_of_random_bytes(
+    run: Run, hostile_env: dict[str, str], raw: redis.Redis, tmp_path: Path, data: st.DataObject, blob: bytes
+) -> None:
     name = data.draw(st.sampled_from(["thorcut.toml", "pyproject.toml"]), label="file name")
     if name == "pyproject.toml" and b"[tool.thorcut" not in blob:
         blob = b"[tool.thorcut]\n" + blob
@@ -930,8 +952,13 @@ READBACKS = [["status"], ["status", "--json"], ["history"], ["history", "--json"
 @given(state=stored_states(), args=stage_commands(), readback=st.sampled_from(READBACKS))
 @settings(IN_PROCESS, max_examples=80)
 def test_stage_commands_with_generated_names_reasons_percents_and_versions(
-    run, hostile_env, raw, state, args, readback
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run,
+    hostile_env: dict[str, str],
+    raw: redis.Redis,
+    state: dict[str, dict[str, dict[str, str]]],
+    args: list[str],
+    readback: list[str],
+) -> None:
     prefix = new_prefix()
     seed(raw, prefix, state)
     before = snapshot(raw, prefix)
@@ -955,12 +982,14 @@ def test_stage_commands_with_generated_names_reasons_percents_and_versions(
 
 @given(data=st.data(), recording=recordings())
 @IN_PROCESS
-def test_replaying_hostile_recordings(run, hostile_env, raw, tmp_path, data, recording: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_replaying_hostile_recordings(
+    run: Run, hostile_env: dict[str, str], raw: redis.Redis, tmp_path: Path, data: st.DataObject, recording: bytes
+) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     path = folder / "rec.jsonl"
     path.write_bytes(recording)
     command = data.draw(st.sampled_from(["check", "diff"]), label="command")
-    features = data.draw(st.lists(st.sampled_from([*DEFAULT_FEATURES, "--all"]) | hostile_text, max_size=3))
+    features = data.draw(st.lists(st.sampled_from([*DEFAULT_MANIFEST.names, "--all"]) | hostile_text, max_size=3))
     if command == "diff":
         features = features[:1] or ["--all"]
     args = [command, *features, "--replay", str(path)]
@@ -986,7 +1015,9 @@ def test_replaying_hostile_recordings(run, hostile_env, raw, tmp_path, data, rec
 
 @given(data=st.data(), recording=valid_recordings())
 @IN_PROCESS
-def test_truncated_recording_is_bad_input_naming_the_line(run, hostile_env, tmp_path, data, recording) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_recording_is_bad_input_naming_the_line(
+    run: Run, hostile_env: dict[str, str], tmp_path: Path, data: st.DataObject, recording: tuple[bytes, list[int]]
+) -> None:
     """docs/contracts.md, "Recordings": a malformed line is an error naming its line number (exit 2)."""
     blob, ends = recording
     cut = data.draw(st.integers(0, len(blob) - 1), label="cut at")
@@ -1009,8 +1040,8 @@ def test_truncated_recording_is_bad_input_naming_the_line(run, hostile_env, tmp_
 @given(recording=valid_recordings(optional=False))
 @IN_PROCESS
 def test_recording_in_the_documented_minimal_format_is_judged_not_rejected(
-    run, hostile_env, tmp_path, recording
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, hostile_env: dict[str, str], tmp_path: Path, recording: tuple[bytes, list[int]]
+) -> None:
     """docs/contracts.md, "Recordings": lines with only the required fields are read and judged (0, 1 or 5)."""
     path = Path(tempfile.mkdtemp(dir=tmp_path)) / "rec.jsonl"
     path.write_bytes(recording[0])
@@ -1021,7 +1052,9 @@ def test_recording_in_the_documented_minimal_format_is_judged_not_rejected(
     assert result.exit_code in (0, 1, 5), f"exit {result.exit_code}: {result.stderr[-800:]}"
 
 
-def test_recording_line_over_the_64_mib_limit_is_bad_input_naming_it(run, hostile_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_recording_line_over_the_64_mib_limit_is_bad_input_naming_it(
+    run: Run, hostile_env: dict[str, str], tmp_path: Path
+) -> None:
     """docs/contracts.md, "Recordings": a line longer than the limit (default 64 MiB) is exit 2 naming the line."""
     head = {"thorcut_recording": 1, "created": "2026-11-24T14:29:59Z", "manifest": {}}
     first = {
@@ -1057,7 +1090,9 @@ def _process(args: list[Any], env: dict[str, str], timeout: float = 30) -> subpr
 
 @given(data=st.data())
 @SUBPROCESS
-def test_real_process_stage_commands_with_undecodable_argv(hostile_env, raw, data) -> None:  # type: ignore[no-untyped-def]
+def test_real_process_stage_commands_with_undecodable_argv(
+    hostile_env: dict[str, str], raw: redis.Redis, data: st.DataObject
+) -> None:
     command = data.draw(st.sampled_from(["shadow", "enable", "disable", "off", "complete", "history"]), label="cmd")
     args: list[Any] = [command, data.draw(ARGV_BYTES | st.sampled_from([b"positions", b"intraday"]), label="feature")]
     if command != "history":
@@ -1083,7 +1118,9 @@ def test_real_process_stage_commands_with_undecodable_argv(hostile_env, raw, dat
 
 @given(data=st.data())
 @SUBPROCESS
-def test_real_process_hostile_urls_and_settings(hostile_env, redis_server, dead_port, data) -> None:  # type: ignore[no-untyped-def]
+def test_real_process_hostile_urls_and_settings(
+    hostile_env: dict[str, str], redis_server: EmbeddedRedis, dead_port: int, data: st.DataObject
+) -> None:
     env = {**hostile_env, "THORCUT_PREFIX": new_prefix(), "THORCUT_TIMEOUT": "0.5"}
     which = data.draw(
         st.sampled_from(["THORCUT_REDIS_URL", "THORCUT_WS_URL", "THORCUT_BACKEND_URL", "THORCUT_TIMEOUT"])
@@ -1108,9 +1145,11 @@ def test_real_process_hostile_urls_and_settings(hostile_env, redis_server, dead_
     check_process(_process(args, env), [*args, f"({which}={env[which]!r})"])
 
 
-@given(recording=recordings(), features=st.lists(st.sampled_from([*DEFAULT_FEATURES, "nope"]), max_size=2))
+@given(recording=recordings(), features=st.lists(st.sampled_from([*DEFAULT_MANIFEST.names, "nope"]), max_size=2))
 @SUBPROCESS
-def test_real_process_replays_hostile_recordings(hostile_env, tmp_path, recording: bytes, features) -> None:  # type: ignore[no-untyped-def]
+def test_real_process_replays_hostile_recordings(
+    hostile_env: dict[str, str], tmp_path: Path, recording: bytes, features: list[str]
+) -> None:
     path = Path(tempfile.mkdtemp(dir=tmp_path)) / "rec.jsonl"
     path.write_bytes(recording)
     args = ["check", *features, "--replay", str(path)]
@@ -1125,7 +1164,7 @@ def test_real_process_replays_hostile_recordings(hostile_env, tmp_path, recordin
     name=st.sampled_from(["thorcut.toml", "pyproject.toml"]),
 )
 @SUBPROCESS
-def test_real_process_hostile_config_files(hostile_env, tmp_path, blob: bytes, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_real_process_hostile_config_files(hostile_env: dict[str, str], tmp_path: Path, blob: bytes, name: str) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     (folder / name).write_bytes(blob if name == "thorcut.toml" else b"[tool.thorcut]\n" + blob)
     args = ["status", "--config", str(folder / name)]

@@ -1,4 +1,4 @@
-"""The stage commands and status through the CLI: exit codes, output, JSON shapes, --wait."""
+"""The stage commands through the CLI: exit codes, output, JSON shapes, --wait."""
 
 from __future__ import annotations
 
@@ -14,56 +14,19 @@ import redis
 
 from tests.conftest import set_flag, set_verdict
 from tests.redis_snapshot import snapshot
-from thorcut.compare.verdict import now_iso
-from thorcut.devstack import EmbeddedRedis
-from thorcut.features import DEFAULT_FEATURES, Stage
+from tests.runner import Run
+from thorcut.clock import now_iso
+from thorcut.dev.stack import EmbeddedRedis
+from thorcut.flags.stages import Stage
+from thorcut.flags.store import FlagStore
 from thorcut.flags.watcher import FlagWatcher
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys, connect
 
 THORCUT = Path(sys.executable).with_name("thorcut")
 
 
-def test_status_json_lists_every_feature_with_stable_fields(run, store) -> None:  # type: ignore[no-untyped-def]
-    store.change("positions", Stage.SHADOW, reason="start parity")
-    result = run("status", "--json")
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    assert [f["feature"] for f in doc["features"]] == list(DEFAULT_FEATURES)
-    positions = doc["features"][1]
-    assert {k: positions[k] for k in ("stage", "percent", "version", "updated_by", "reason", "reads_from")} == {
-        "stage": "shadow",
-        "percent": 0,
-        "version": 1,
-        "updated_by": "tester",
-        "reason": "start parity",
-        "reads_from": "REST (WebSocket shadow)",
-    }
-    assert positions["parity"] == {"verdict": None, "judged_at": None, "age_s": None, "counts": {}, "stream": None}
-    # issue 10: the store's epoch and whether the flag Redis persists its data are part of it too
-    assert set(doc) == {"redis", "prefix", "workers", "features", "store", "persistence"}
-
-
-def test_status_table_shows_stage_reader_verdict_and_last_change(run, store, client, keys) -> None:  # type: ignore[no-untyped-def]
-    set_flag(client, keys, "account_balance", "shadow", 1)
-    set_verdict(client, keys, "account_balance", "PASS", now_iso())
-    store.change("account_balance", Stage.LIVE, percent=25, reason="canary")
-    result = run("status")
-    assert result.exit_code == 0
-    line = next(x for x in result.stdout.splitlines() if "account_balance" in x)
-    for part in ("live 25%", "WS 25% · REST 75%", "tester", "canary", "PASS"):
-        assert part in line, (part, line)
-    assert "no verdict yet" in next(x for x in result.stdout.splitlines() if "positions" in x)
-    assert "\x1b[" not in result.stdout  # not a terminal: no colour codes
-
-
-def test_no_color_is_respected_even_when_colour_is_forced(run) -> None:  # type: ignore[no-untyped-def]
-    result = run("status", env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
-    assert result.exit_code == 0
-    assert "\x1b[3" not in result.stdout
-    assert "\x1b[1" not in result.stdout
-
-
-def test_enable_without_pass_verdict_exits_3(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_enable_without_pass_verdict_exits_3(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "shadow", 1)
     result = run("enable", "positions")
     assert result.exit_code == 3
@@ -72,7 +35,7 @@ def test_enable_without_pass_verdict_exits_3(run, client, keys) -> None:  # type
     assert client.hget(keys.flag("positions"), "stage") == "shadow"
 
 
-def test_enable_with_pass_verdict_goes_live_and_reports(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_enable_with_pass_verdict_goes_live_and_reports(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "shadow", 1)
     set_verdict(client, keys, "positions", "PASS", now_iso())
     result = run("enable", "positions", "--percent", "10")
@@ -80,14 +43,14 @@ def test_enable_with_pass_verdict_goes_live_and_reports(run, client, keys) -> No
     assert result.stdout.strip() == "positions: moved shadow → live (10%), version 1 → 2"
 
 
-def test_enable_force_without_reason_exits_2(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_enable_force_without_reason_exits_2(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "shadow", 1)
     result = run("enable", "positions", "--force")
     assert result.exit_code == 2
     assert "--force needs --reason" in result.stderr
 
 
-def test_enable_force_is_marked_in_output_and_history(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_enable_force_is_marked_in_output_and_history(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "shadow", 1)
     result = run("enable", "positions", "--force", "--reason", "e2e", "--json")
     assert result.exit_code == 0, result.stderr
@@ -108,7 +71,7 @@ def test_enable_force_is_marked_in_output_and_history(run, client, keys) -> None
     assert history[0]["reason"] == "e2e"
 
 
-def test_refused_transition_exits_3_and_says_how(run) -> None:  # type: ignore[no-untyped-def]
+def test_refused_transition_exits_3_and_says_how(run: Run) -> None:
     result = run("complete", "positions")
     assert result.exit_code == 3
     assert "positions is off; it cannot go to complete from there (reach complete with: complete (from live))" in (
@@ -116,7 +79,7 @@ def test_refused_transition_exits_3_and_says_how(run) -> None:  # type: ignore[n
     )
 
 
-def test_stale_expect_version_exits_3(run, store) -> None:  # type: ignore[no-untyped-def]
+def test_stale_expect_version_exits_3(run: Run, store: FlagStore) -> None:
     store.change("intraday", Stage.SHADOW)
     result = run("off", "intraday", "--expect-version", "0")
     assert result.exit_code == 3
@@ -124,7 +87,7 @@ def test_stale_expect_version_exits_3(run, store) -> None:  # type: ignore[no-un
     assert run("off", "intraday", "--expect-version", "1").exit_code == 0
 
 
-def test_unknown_feature_exits_2_listing_valid_names(run) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_feature_exits_2_listing_valid_names(run: Run) -> None:
     result = run("enable", "balances")
     assert result.exit_code == 2
     assert "unknown feature 'balances'; valid features: account_balance, positions, intraday, global_market" in (
@@ -132,7 +95,7 @@ def test_unknown_feature_exits_2_listing_valid_names(run) -> None:  # type: igno
     )
 
 
-def test_dry_run_prints_plan_and_writes_nothing(run, store) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_prints_plan_and_writes_nothing(run: Run, store: FlagStore) -> None:
     result = run("shadow", "positions", "--dry-run")
     assert result.exit_code == 0
     assert "would move off → shadow" in result.stdout
@@ -140,14 +103,14 @@ def test_dry_run_prints_plan_and_writes_nothing(run, store) -> None:  # type: ig
     assert store.read("positions").version == 0
 
 
-def test_noop_change_says_nothing_changed(run, store) -> None:  # type: ignore[no-untyped-def]
+def test_noop_change_says_nothing_changed(run: Run, store: FlagStore) -> None:
     store.change("positions", Stage.SHADOW)
     result = run("disable", "positions")
     assert result.exit_code == 0
     assert "positions is already shadow; nothing changed (version 1)" in result.stdout
 
 
-def test_rollback_all_needs_all_flag_and_rolls_back_everything(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_all_needs_all_flag_and_rolls_back_everything(run: Run, client: redis.Redis, keys: Keys) -> None:
     assert run("rollback").exit_code == 2
     set_flag(client, keys, "account_balance", "live", 2, 100)
     set_flag(client, keys, "intraday", "complete", 5, 100)
@@ -160,20 +123,20 @@ def test_rollback_all_needs_all_flag_and_rolls_back_everything(run, client, keys
     assert "nothing to roll back" in again.stderr
 
 
-def test_wait_with_no_worker_says_so_plainly(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_wait_with_no_worker_says_so_plainly(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "live", 1, 100)
     result = run("disable", "positions", "--wait")
     assert result.exit_code == 0
     assert "no backend worker is registered" in result.stdout
 
 
-def test_wait_reports_propagation_to_every_registered_worker(  # type: ignore[no-untyped-def]
-    run, client, keys, prefix, redis_server: EmbeddedRedis
+def test_wait_reports_propagation_to_every_registered_worker(
+    run: Run, client: redis.Redis, keys: Keys, prefix: str, redis_server: EmbeddedRedis
 ) -> None:
     set_flag(client, keys, "positions", "live", 1, 100)
     watchers = [
         FlagWatcher(
-            lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES, worker_id=f"w{i}"
+            lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_MANIFEST.names, worker_id=f"w{i}"
         )
         for i in range(2)
     ]
@@ -194,7 +157,7 @@ def test_wait_reports_propagation_to_every_registered_worker(  # type: ignore[no
             w.stop()
 
 
-def test_wait_times_out_with_exit_4_naming_the_silent_worker(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_wait_times_out_with_exit_4_naming_the_silent_worker(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "live", 1, 100)
     client.zadd(keys.workers, {"ghost-worker": time.time() + 60})
     started = time.monotonic()
@@ -206,46 +169,12 @@ def test_wait_times_out_with_exit_4_naming_the_silent_worker(run, client, keys) 
     assert client.hget(keys.flag("positions"), "stage") == "shadow"
 
 
-def test_history_verify_passes_then_fails_on_tampering(run, store, client: redis.Redis, keys) -> None:  # type: ignore[no-untyped-def]
-    store.change("positions", Stage.SHADOW)
-    store.change("positions", Stage.OFF)
-    ok = run("history", "--verify")
-    assert ok.exit_code == 0
-    assert "Audit chain intact: 2 entries verified." in ok.stdout
-    entries = list(store.iter_audit())
-    client.delete(keys.audit)
-    client.xadd(keys.audit, dict(entries[0].fields, by="mallory"), id=entries[0].id)
-    client.xadd(keys.audit, entries[1].fields, id=entries[1].id)
-    bad = run("history", "--verify", "--json")
-    assert bad.exit_code == 1
-    assert json.loads(bad.stdout)["broken_id"] == entries[0].id
-    assert f"audit chain broken at entry {entries[0].id}" in bad.stderr
-
-
-def test_history_table_filters_by_feature(run, store) -> None:  # type: ignore[no-untyped-def]
-    store.change("positions", Stage.SHADOW, reason="one")
-    store.change("intraday", Stage.SHADOW, reason="two")
-    result = run("history", "intraday")
-    assert result.exit_code == 0
-    assert "two" in result.stdout
-    assert "one" not in result.stdout
-
-
-def test_text_from_redis_is_escaped_before_printing(run, client, keys) -> None:  # type: ignore[no-untyped-def]
-    client.hset(
-        keys.flag("positions"),
-        mapping={"stage": "shadow", "version": 1, "updated_by": "[bold]x[/]\x1b[2J", "reason": "r"},
-    )
-    result = run("status")
-    assert "\x1b[2J" not in result.stdout
-    assert "\\x1b[2J" in result.stdout
-    assert "[bold]x[/]" in result.stdout
-
-
 # -- issue 9: a rollback never turns a feature on; --wait on every stage command -----------------
 
 
-def test_disable_of_an_off_feature_exits_3_and_writes_nothing(run, client, keys, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_disable_of_an_off_feature_exits_3_and_writes_nothing(
+    run: Run, client: redis.Redis, keys: Keys, prefix: str
+) -> None:
     set_flag(client, keys, "positions", "off", 2)
     before = snapshot(client, prefix)
     result = run("disable", "positions", "--reason", "incident", "--wait")
@@ -258,7 +187,9 @@ def test_disable_of_an_off_feature_exits_3_and_writes_nothing(run, client, keys,
     assert snapshot(client, prefix) == before
 
 
-def test_disable_of_a_never_written_feature_through_the_console_script_exits_3(cli_env, client, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_disable_of_a_never_written_feature_through_the_console_script_exits_3(
+    cli_env: dict[str, str], client: redis.Redis, prefix: str
+) -> None:
     before = snapshot(client, prefix)
     result = subprocess.run([str(THORCUT), "disable", "intraday"], env={**os.environ, **cli_env},
                             capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -268,7 +199,7 @@ def test_disable_of_a_never_written_feature_through_the_console_script_exits_3(c
     assert snapshot(client, prefix) == before
 
 
-def test_rollback_all_leaves_off_features_alone(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_all_leaves_off_features_alone(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "account_balance", "off", 7)
     set_flag(client, keys, "intraday", "live", 2, 50)
     result = run("rollback", "--all", "--reason", "incident", "--json")
@@ -283,7 +214,7 @@ def test_rollback_all_leaves_off_features_alone(run, client, keys) -> None:  # t
     assert client.hget(keys.flag("account_balance"), "stage") == "off"
 
 
-def test_enable_from_off_says_to_run_shadow_first(run, client, keys, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_enable_from_off_says_to_run_shadow_first(run: Run, client: redis.Redis, keys: Keys, prefix: str) -> None:
     set_verdict(client, keys, "positions", "PASS", now_iso())
     before = snapshot(client, prefix)
     result = run("enable", "positions", "--force", "--reason", "x")
@@ -296,11 +227,18 @@ def test_enable_from_off_says_to_run_shadow_first(run, client, keys, prefix) -> 
     ("command", "start", "end"),
     [("shadow", "off", "shadow"), ("off", "shadow", "off"), ("complete", "live", "complete")],
 )
-def test_wait_on_shadow_off_and_complete_reports_every_worker(  # type: ignore[no-untyped-def]
-    run, client, keys, prefix, redis_server: EmbeddedRedis, command: str, start: str, end: str
+def test_wait_on_shadow_off_and_complete_reports_every_worker(
+    run: Run,
+    client: redis.Redis,
+    keys: Keys,
+    prefix: str,
+    redis_server: EmbeddedRedis,
+    command: str,
+    start: str,
+    end: str,
 ) -> None:
     set_flag(client, keys, "positions", start, 1, 100 if start == "live" else 0)
-    watcher = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES,
+    watcher = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_MANIFEST.names,
                           worker_id="w-only")  # fmt: skip
     watcher.start(wait=5)
     try:
@@ -313,7 +251,7 @@ def test_wait_on_shadow_off_and_complete_reports_every_worker(  # type: ignore[n
         watcher.stop()
 
 
-def test_wait_on_a_change_that_changed_nothing_says_so(run, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_wait_on_a_change_that_changed_nothing_says_so(run: Run, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "shadow", 1)
     client.zadd(keys.workers, {"busy-worker": time.time() + 60})  # registered, but nothing to apply
     result = run("disable", "positions", "--wait", "1")
@@ -326,34 +264,7 @@ def test_wait_on_a_change_that_changed_nothing_says_so(run, client, keys) -> Non
                             "skipped": "unchanged"}]  # fmt: skip
 
 
-def test_wait_with_dry_run_says_nothing_was_written(run) -> None:  # type: ignore[no-untyped-def]
+def test_wait_with_dry_run_says_nothing_was_written(run: Run) -> None:
     result = run("shadow", "positions", "--dry-run", "--wait")
     assert result.exit_code == 0, result.stderr
     assert "positions: dry run, nothing written; nothing to wait for" in result.stdout
-
-
-# -- issue 9: tables stay readable where there is no terminal -------------------------------------
-
-
-@pytest.mark.parametrize("columns", ["80", "60"])
-def test_status_without_a_terminal_keeps_every_verdict_and_reason_whole(run, client, keys, store, columns: str) -> None:  # type: ignore[no-untyped-def]
-    store.change("positions", Stage.SHADOW, reason="start parity on the positions feature today")
-    client.hset(keys.parity("positions"), mapping={"verdict": "PENDING", "judged_at": now_iso(), "paired": 3,
-                                                  "gaps": 0, "duplicates": 0})  # fmt: skip
-    set_flag(client, keys, "intraday", "shadow", 1)
-    set_verdict(client, keys, "intraday", "FAIL", now_iso())
-    result = run("status", env={"COLUMNS": columns})
-    assert result.exit_code == 0, result.stderr
-    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
-    assert all(len(line) <= int(columns) for line in table), result.stdout  # other lines are never cut
-    assert "…" not in result.stdout
-    words = set(result.stdout.replace("│", " ").split())
-    for word in ("PENDING", "FAIL", "verdict", "start", "parity", "positions", "feature", "today",
-                 "account_balance", "global_market", "(WebSocket", "shadow)", "tester"):  # fmt: skip
-        assert word in words, (word, result.stdout)
-
-
-def test_status_at_200_columns_is_still_one_table_row_per_feature(run, store) -> None:  # type: ignore[no-untyped-def]
-    store.change("positions", Stage.SHADOW, reason="r")
-    result = run("status")
-    assert sum(1 for line in result.stdout.splitlines() if line.startswith("│ ")) == 4

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import redis
 
-from thorcut.compare.verdict import now_iso
+from thorcut.clock import now_iso
+from thorcut.flags.stages import Stage
+from thorcut.flags.store import FlagStore
 from thorcut.redisconn import Keys
 
 THORCUT = Path(sys.executable).with_name("thorcut")
@@ -112,3 +114,26 @@ def test_watch_for_ends_the_watch_with_exit_0(cli_env: dict[str, str]) -> None:
                             env={**os.environ, **cli_env}, capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["features"]
+
+
+def test_status_watch_streams_a_new_document_on_each_change_and_stops_on_ctrl_c(
+    cli_env: dict[str, str], store: FlagStore
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "thorcut", "status", "--watch", "--json"],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["features"][2]["stage"] == "off"
+        store.change("intraday", Stage.SHADOW, reason="watched")
+        second = json.loads(proc.stdout.readline())
+        assert second["features"][2]["stage"] == "shadow"
+        assert second["features"][2]["reason"] == "watched"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr

@@ -1,5 +1,7 @@
-"""``thorcut tail`` and the stream client over real sockets: small ``websockets`` servers started
-here for the protocol cases, and the real Thor backend (uvicorn + job runner) end to end.
+"""``thorcut tail`` over real sockets: small ``websockets`` servers (tests/wire/ws_server.py) for
+what is shown, filtered, recorded and ended, and the real Thor backend (uvicorn + job runner) end to
+end. The stream client's own cases (connection errors, reconnects, limits) are in
+tests/wire/test_stream.py.
 
 Every CLI run passes ``--duration`` as a safety net, so a regression fails instead of hanging.
 """
@@ -9,135 +11,35 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from http import HTTPStatus
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from websockets.asyncio.server import Server as WsServerHandle
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 
 from tests.backend_fixtures import BACKEND, Server
-from thorcut.backend import with_features
+from tests.runner import Run
+from tests.wire.ws_server import Handler, StartWsServer, env, ndjson, sender
+from thorcut.clock import now_iso
 from thorcut.commands.tail import summarize
-from thorcut.compare.verdict import now_iso
 from thorcut.config import load_settings
-from thorcut.devstack import free_port
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.dev.stack import free_port
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
-from thorcut.recording import RecordingReader, WsRecord
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
-from thorcut.stream import MiB, StreamClient
+from thorcut.wire.recording import RecordingReader, WsRecord
 
-Handler = Callable[[ServerConnection, int], Awaitable[None]]
-
-
-def env(type_: str, key: str, seq: int, **data: Any) -> dict[str, Any]:
-    """An envelope as docs/contracts.md describes it, stamped now."""
-    return {"type": type_, "feature": type_, "key": key, "seq": seq, "ts": now_iso(), "data": data or {"n": seq}}
+# -- input errors and credentials -----------------------------------------------------------------
 
 
-class WsServer:
-    """A real ``websockets`` server on 127.0.0.1, run by a loop in a background thread.
-
-    ``handler(ws, n)`` serves the n-th connection (1, 2, … across restarts); when it returns the
-    connection stays open until the client or :meth:`stop` ends it.
-    """
-
-    def __init__(self, handler: Handler, *, process_request: Any = None) -> None:
-        self.handler = handler
-        self.process_request = process_request
-        self.port = free_port()
-        self.connections = 0
-        self.paths: list[str] = []
-        self.server: WsServerHandle | None = None
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self._call(self._start())
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream"
-
-    def _call(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(15)  # type: ignore[arg-type]
-
-    async def _serve(self, ws: ServerConnection) -> None:
-        self.connections += 1
-        self.paths.append(ws.request.path if ws.request else "")
-        try:
-            await self.handler(ws, self.connections)
-            await ws.wait_closed()
-        except ConnectionClosed:
-            pass
-
-    async def _start(self) -> None:
-        self.server = await serve(
-            self._serve, "127.0.0.1", self.port, compression=None, process_request=self.process_request
-        )
-
-    async def _stop(self) -> None:
-        if self.server is not None:
-            self.server.close()  # closes open connections with 1001 (going away)
-            await self.server.wait_closed()
-            self.server = None
-
-    async def restart(self, down: float) -> None:
-        """Stop, stay down for ``down`` seconds (connections are refused), start on the same port."""
-        await self._stop()
-        await asyncio.sleep(down)
-        await self._start()
-
-    def close(self) -> None:
-        self._call(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture
-def ws_server() -> Iterator[Callable[..., WsServer]]:
-    started: list[WsServer] = []
-
-    def start(handler: Handler, **kw: Any) -> WsServer:
-        server = WsServer(handler, **kw)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
-def sender(*frames: Any) -> Handler:
-    """A handler that sends ``frames`` (dicts as JSON text; str and bytes as they are) on every connection."""
-
-    async def handler(ws: ServerConnection, n: int) -> None:
-        for f in frames:
-            await ws.send(json.dumps(f) if isinstance(f, dict | list) else f)
-
-    return handler
-
-
-def ndjson(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-# -- input and connection errors -----------------------------------------------------------------
-
-
-def test_tail_unknown_feature_exits_2_listing_valid_features(run) -> None:  # type: ignore[no-untyped-def]
+def test_tail_unknown_feature_exits_2_listing_valid_features(run: Run) -> None:
     result = run("tail", "--feature", "nope", "--duration", "5")
     assert result.exit_code == 2
     assert "unknown feature 'nope'; valid features: account_balance, positions, intraday, global_market" in (
@@ -145,45 +47,13 @@ def test_tail_unknown_feature_exits_2_listing_valid_features(run) -> None:  # ty
     )
 
 
-def test_tail_non_websocket_url_exits_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_tail_non_websocket_url_exits_2(run: Run) -> None:
     result = run("tail", "--url", "http://127.0.0.1:1/", "--duration", "5")
     assert result.exit_code == 2
     assert "must start with ws:// or wss://" in result.stderr
 
 
-def test_tail_unreachable_server_exits_4_with_secrets_redacted(run) -> None:  # type: ignore[no-untyped-def]
-    port = free_port()
-    result = run("tail", "--url", f"ws://ops:hunter2@127.0.0.1:{port}/ws/?token=s3cret", "--duration", "10")
-    assert result.exit_code == 4
-    assert f"WebSocket at ws://ops:***@127.0.0.1:{port}/ws/?token=*** refused the connection" in result.stderr
-    assert "hunter2" not in result.stderr + result.stdout
-    assert "s3cret" not in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-
-
-def test_tail_http_403_at_handshake_exits_4_with_token_hint(run, ws_server) -> None:  # type: ignore[no-untyped-def]
-    server = ws_server(sender(), process_request=lambda conn, req: conn.respond(HTTPStatus.FORBIDDEN, "no\n"))
-    result = run("tail", "--url", server.url, "--duration", "10", env={"THORCUT_TOKEN": "tok-secret"})
-    assert result.exit_code == 4
-    assert "rejected the credentials (HTTP 403 at the handshake)" in result.stderr
-    assert "set THORCUT_TOKEN" in result.stderr
-    assert "tok-secret" not in result.stderr + result.stdout
-
-
-def test_tail_close_4401_exits_4_without_reconnecting(run, ws_server) -> None:  # type: ignore[no-untyped-def]
-    async def reject(ws: ServerConnection, n: int) -> None:
-        await ws.close(4401, "authentication required")
-
-    server = ws_server(reject)
-    result = run("tail", "--url", server.url, "--duration", "10")
-    assert result.exit_code == 4
-    assert "rejected the credentials (close code 4401)" in result.stderr
-    assert "THORCUT_TOKEN" in result.stderr
-    assert "reconnecting" not in result.stderr
-    assert server.connections == 1
-
-
-def test_tail_token_rejected_mid_run_prints_the_summary_then_exits_4(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_token_rejected_mid_run_prints_the_summary_then_exits_4(run: Run, ws_server: StartWsServer) -> None:
     async def revoke(ws: ServerConnection, n: int) -> None:
         await ws.send(json.dumps(env("positions", "DU1", 1)))
         await ws.close(4401, "token revoked")
@@ -198,7 +68,7 @@ def test_tail_token_rejected_mid_run_prints_the_summary_then_exits_4(run, ws_ser
     )
 
 
-def test_tail_sends_token_and_headers_but_never_prints_them(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_sends_token_and_headers_but_never_prints_them(run: Run, ws_server: StartWsServer) -> None:
     seen: list[dict[str, str]] = []
 
     async def echo_headers(ws: ServerConnection, n: int) -> None:
@@ -218,7 +88,7 @@ def test_tail_sends_token_and_headers_but_never_prints_them(run, ws_server) -> N
 # -- what is shown ---------------------------------------------------------------------------------
 
 
-def test_tail_shows_one_line_per_envelope_and_a_summary(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_shows_one_line_per_envelope_and_a_summary(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(
         sender(env("positions", "DU1234", 7, account="DU1234", positions=[1, 2, 3]), env("vwap", "ES", 3))
     )
@@ -234,7 +104,7 @@ def test_tail_shows_one_line_per_envelope_and_a_summary(run, ws_server) -> None:
     assert "gaps 0 (0 missed) · duplicates 0 · out of order 0 · non-JSON frames 0" in result.stderr
 
 
-def test_tail_warns_inline_of_gap_duplicate_and_out_of_order(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_warns_inline_of_gap_duplicate_and_out_of_order(run: Run, ws_server: StartWsServer) -> None:
     seqs = [1, 2, 5, 5, 3, 6]
     server = ws_server(sender(*(env("positions", "DU1", s) for s in seqs)))
     result = run("tail", "--url", server.url, "--count", "6", "--duration", "10")
@@ -248,7 +118,7 @@ def test_tail_warns_inline_of_gap_duplicate_and_out_of_order(run, ws_server) -> 
     assert "gaps 1 (2 missed) · duplicates 1 · out of order 1" in result.stderr
 
 
-def test_tail_json_puts_health_warnings_on_stderr_only(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_json_puts_health_warnings_on_stderr_only(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(sender(*(env("positions", "DU1", s) for s in (1, 3, 3))))
     result = run("tail", "--url", server.url, "--json", "--count", "3", "--duration", "10")
     assert result.exit_code == 0, result.stderr
@@ -257,7 +127,7 @@ def test_tail_json_puts_health_warnings_on_stderr_only(run, ws_server) -> None: 
     assert "warning: positions DU1: duplicate #3" in result.stderr
 
 
-def test_tail_shows_non_json_and_binary_frames_and_counts_them(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_shows_non_json_and_binary_frames_and_counts_them(run: Run, ws_server: StartWsServer) -> None:
     last = env("positions", "DU1", 1)
     server = ws_server(sender("hello, not json", b"\xff\x00\x01", b'{"type": "positions", "key": "B", "seq": 1}', last))
     result = run("tail", "--url", server.url, "--count", "4", "--duration", "10")
@@ -281,7 +151,7 @@ def test_tail_shows_non_json_and_binary_frames_and_counts_them(run, ws_server) -
     assert all(set(d) in ({"at", "msg"}, {"at", "raw", "error"}, {"at", "raw", "error", "binary"}) for d in docs)
 
 
-def test_tail_json_keeps_one_line_per_frame_for_pretty_printed_json(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_json_keeps_one_line_per_frame_for_pretty_printed_json(run: Run, ws_server: StartWsServer) -> None:
     msg = env("positions", "DU1", 1, big=2**70)
     server = ws_server(sender(json.dumps(msg, indent=2)))
     result = run("tail", "--url", server.url, "--json", "--count", "1", "--duration", "10")
@@ -290,7 +160,7 @@ def test_tail_json_keeps_one_line_per_frame_for_pretty_printed_json(run, ws_serv
     assert ndjson(result.stdout)[0]["msg"] == msg
 
 
-def test_tail_shows_json_that_is_not_an_envelope(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_shows_json_that_is_not_an_envelope(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(sender({"hello": "world", "items": [1, 2]}, [1, 2, 3], "42", {"type": "ping"}))
     result = run("tail", "--url", server.url, "--count", "4", "--duration", "10")
     assert result.exit_code == 0, result.stderr
@@ -302,7 +172,7 @@ def test_tail_shows_json_that_is_not_an_envelope(run, ws_server) -> None:  # typ
     assert "(not an envelope) 3, ping 1" in result.stderr
 
 
-def test_tail_escapes_markup_and_control_characters(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_escapes_markup_and_control_characters(run: Run, ws_server: StartWsServer) -> None:
     nasty = "[bold]x[/] \x1b[31mred\x07"
     server = ws_server(sender(env("positions", "DU\x1b[2J", 1, note=nasty), "[red]raw[/]\x1b]0;title\x07"))
     result = run("tail", "--url", server.url, "--count", "2", "--duration", "10")
@@ -314,7 +184,7 @@ def test_tail_escapes_markup_and_control_characters(run, ws_server) -> None:  # 
     assert "[red]raw[/]\\x1b]0;title\\x07" in result.stdout
 
 
-def test_tail_long_lines_are_cut_to_the_terminal_width(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_long_lines_are_cut_to_the_terminal_width(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(sender(env("positions", "DU1", 1, text="y" * 500)))
     result = run("tail", "--url", server.url, "--count", "1", "--duration", "10", env={"COLUMNS": "60"})
     assert result.exit_code == 0, result.stderr
@@ -323,7 +193,7 @@ def test_tail_long_lines_are_cut_to_the_terminal_width(run, ws_server) -> None: 
     assert line.endswith("…")
 
 
-def test_tail_filters_by_feature_type_and_key(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_filters_by_feature_type_and_key(run: Run, ws_server: StartWsServer) -> None:
     frames = [env("positions", "DU1", 1), env("positions", "DU2", 1), {"type": "heartbeat", "seq": 1, "ts": now_iso()},
               env("vwap", "ES", 1), {"plain": True}, "not json", env("positions", "DU2", 2)]  # fmt: skip
     server = ws_server(sender(*frames))
@@ -341,7 +211,9 @@ def test_tail_filters_by_feature_type_and_key(run, ws_server) -> None:  # type: 
     assert server.paths[-1] == "/stream"
 
 
-def test_tail_feature_that_is_off_says_so_on_stderr_and_still_tails(run, ws_server, client, prefix) -> None:  # type: ignore[no-untyped-def]
+def test_tail_feature_that_is_off_says_so_on_stderr_and_still_tails(
+    run: Run, ws_server: StartWsServer, client: redis.Redis, prefix: str
+) -> None:
     # Issue 9: an off feature is broadcast by nobody; a silent tail looks like a broken backend.
     server = ws_server(sender(env("positions", "DU1", 1), env("positions", "DU1", 2)))
     result = run("tail", "--url", server.url, "--feature", "positions", "--count", "2", "--duration", "10")
@@ -350,7 +222,7 @@ def test_tail_feature_that_is_off_says_so_on_stderr_and_still_tails(run, ws_serv
     assert "run `thorcut shadow positions` to start broadcasting (tailing anyway)" in result.stderr
     assert len(result.stdout.splitlines()) == 2  # and it tailed what did arrive
 
-    FlagStore(client, Keys(prefix), DEFAULT_FEATURES).change("positions", Stage.SHADOW)
+    FlagStore(client, Keys(prefix), DEFAULT_MANIFEST.names).change("positions", Stage.SHADOW)
     shadowed = run("tail", "--url", server.url, "--feature", "positions", "--count", "1", "--duration", "10")
     assert shadowed.exit_code == 0, shadowed.stderr
     assert "is off" not in shadowed.stderr
@@ -358,22 +230,13 @@ def test_tail_feature_that_is_off_says_so_on_stderr_and_still_tails(run, ws_serv
     assert "is off" not in unfiltered.stderr  # no --feature: no stage to speak of
 
 
-def test_tail_feature_note_is_skipped_quietly_when_redis_is_away(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_feature_note_is_skipped_quietly_when_redis_is_away(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(sender(env("positions", "DU1", 1)))
     result = run("tail", "--url", server.url, "--feature", "positions", "--count", "1", "--duration", "10",
                  env={"THORCUT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "is off" not in result.stderr
     assert len(result.stdout.splitlines()) == 1
-
-
-def test_feature_query_is_added_only_when_the_url_names_none() -> None:
-    assert (
-        with_features("ws://h/ws/stream/", ["positions", "intraday"]) == "ws://h/ws/stream/?features=positions,intraday"
-    )
-    assert with_features("ws://h/s?client=a", ["positions"]) == "ws://h/s?client=a&features=positions"
-    assert with_features("ws://h/s?features=vwap", ["positions"]) == "ws://h/s?features=vwap"
-    assert with_features("ws://h/s", []) == "ws://h/s"
 
 
 def test_summarize_sketches_scalars_and_sizes_containers() -> None:
@@ -384,49 +247,10 @@ def test_summarize_sketches_scalars_and_sizes_containers() -> None:
     assert summarize("s" * 60) == "s" * 39 + "…"
 
 
-# -- the connection ------------------------------------------------------------------------------
+# -- how long it runs -----------------------------------------------------------------------------
 
 
-def test_tail_reconnects_after_the_server_restarts_and_messages_continue(run, ws_server) -> None:  # type: ignore[no-untyped-def]
-    holder: list[WsServer] = []
-
-    async def handler(ws: ServerConnection, n: int) -> None:
-        if n == 1:
-            for seq in (1, 2, 3):
-                await ws.send(json.dumps(env("positions", "DU1", seq)))
-            asyncio.get_running_loop().create_task(holder[0].restart(down=0.6))
-        else:
-            for seq in (10, 11, 12):  # what was sent while away is a lost connection, not a gap
-                await ws.send(json.dumps(env("positions", "DU1", seq)))
-
-    server = ws_server(handler)
-    holder.append(server)
-    result = run("tail", "--url", server.url, "--json", "--count", "6", "--duration", "30")
-    assert result.exit_code == 0, result.stderr
-    assert [d["msg"]["seq"] for d in ndjson(result.stdout)] == [1, 2, 3, 10, 11, 12]
-    assert "disconnected: server closed 1001 (going away)" in result.stderr
-    assert re.search(r"reconnecting in [\d.]+ s \(attempt 1; ", result.stderr)
-    assert f"reconnected to {server.url}" in result.stderr
-    assert "gaps 0 (0 missed)" in result.stderr
-    assert "reconnections 1" in result.stderr
-
-
-def test_tail_oversized_frame_is_reported_and_it_reconnects(run, ws_server) -> None:  # type: ignore[no-untyped-def]
-    async def handler(ws: ServerConnection, n: int) -> None:
-        if n == 1:
-            await ws.send("x" * (4 * MiB + 1))
-        else:
-            await ws.send(json.dumps(env("positions", "DU1", 1)))
-
-    server = ws_server(handler)
-    result = run("tail", "--url", server.url, "--json", "--count", "1", "--duration", "30")
-    assert result.exit_code == 0, result.stderr
-    assert "disconnected: frame over 4 MiB refused: closed 1009 (message too big)" in result.stderr
-    assert "reconnected to" in result.stderr
-    assert [d["msg"]["seq"] for d in ndjson(result.stdout)] == [1]
-
-
-def test_tail_duration_ends_a_quiet_stream_with_exit_0(run, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_duration_ends_a_quiet_stream_with_exit_0(run: Run, ws_server: StartWsServer) -> None:
     server = ws_server(sender(env("positions", "DU1", 1)))
     started = time.monotonic()
     result = run("tail", "--url", server.url, "--duration", "0.5")
@@ -439,18 +263,10 @@ def test_tail_duration_ends_a_quiet_stream_with_exit_0(run, ws_server) -> None: 
     assert float(elapsed.group(2)) < 10
 
 
-def test_backoff_is_full_jitter_doubling_up_to_the_cap() -> None:
-    client = StreamClient("ws://h/", {}, backoff_initial=0.25, backoff_max=2.0, rng=random.Random(7))
-    for attempt, ceiling in [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (5, 2.0), (200, 2.0)]:
-        delays = [client.backoff(attempt) for _ in range(200)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # spread over the whole range, not a fixed step
-
-
 # -- recording ---------------------------------------------------------------------------------------
 
 
-def test_tail_record_reads_back_with_the_same_frames(run, ws_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tail_record_reads_back_with_the_same_frames(run: Run, ws_server: StartWsServer, tmp_path: Path) -> None:
     sent = [env("positions", "DU1", 1, big=2**70), "garbage", env("vwap", "ES", 4)]
     server = ws_server(sender(*sent))
     path = tmp_path / "tail.jsonl"
@@ -467,7 +283,7 @@ def test_tail_record_reads_back_with_the_same_frames(run, ws_server, tmp_path: P
     assert ndjson(result.stdout)[0]["msg"]["data"]["big"] == 2**70  # exact, never through a float
 
 
-def test_tail_record_to_an_unwritable_path_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tail_record_to_an_unwritable_path_exits_2(run: Run, tmp_path: Path) -> None:
     result = run("tail", "--record", str(tmp_path / "missing" / "x.jsonl"), "--duration", "5")
     assert result.exit_code == 2
     assert "cannot write recording" in result.stderr
@@ -489,7 +305,9 @@ def endless(ws_pause: float = 0.001) -> Handler:
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "human"])
-def test_tail_piped_to_head_exits_0_without_traceback(cli_env, ws_server, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def test_tail_piped_to_head_exits_0_without_traceback(
+    cli_env: dict[str, str], ws_server: StartWsServer, as_json: bool
+) -> None:
     server = ws_server(endless())
     cmd = [sys.executable, "-m", "thorcut", "tail", "--url", server.url, "--duration", "30"] + (
         ["--json"] if as_json else []
@@ -509,7 +327,7 @@ def test_tail_piped_to_head_exits_0_without_traceback(cli_env, ws_server, as_jso
     assert b"messages in" in errors
 
 
-def test_tail_ctrl_c_ends_with_the_summary_and_exit_0(cli_env, ws_server) -> None:  # type: ignore[no-untyped-def]
+def test_tail_ctrl_c_ends_with_the_summary_and_exit_0(cli_env: dict[str, str], ws_server: StartWsServer) -> None:
     server = ws_server(sender(env("positions", "DU1", 1)))
     cmd = [sys.executable, "-m", "thorcut", "tail", "--url", server.url, "--json", "--duration", "60"]
     tail = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -536,11 +354,11 @@ def thor_stack(
     jobs = subprocess.Popen([sys.executable, "manage.py", "run_jobs"], cwd=BACKEND, env={**os.environ, **thor_env},
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="tests")
+    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="tests")
     try:
         yield thor_server, demo_users["demo"]["token"], store
     finally:
-        for feature in DEFAULT_FEATURES:  # other tests expect the shared prefix all off
+        for feature in DEFAULT_MANIFEST.names:  # other tests expect the shared prefix all off
             while (stage := store.read(feature).stage) is not Stage.OFF:
                 store.change(feature, Stage.SHADOW if stage in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
         jobs.terminate()
@@ -549,7 +367,7 @@ def thor_stack(
         client.close()
 
 
-def test_tail_follows_positions_from_the_thor_backend(run, thor_stack) -> None:  # type: ignore[no-untyped-def]
+def test_tail_follows_positions_from_the_thor_backend(run: Run, thor_stack: tuple[Server, str, FlagStore]) -> None:
     server, token, store = thor_stack
     if store.read("positions").stage is not Stage.SHADOW:
         store.change("positions", Stage.SHADOW, reason="tail test")
@@ -564,7 +382,9 @@ def test_tail_follows_positions_from_the_thor_backend(run, thor_stack) -> None: 
     assert f"connected to {server.ws_url}?features=positions (headers: Authorization)" in result.stderr
 
 
-def test_tail_without_a_token_is_rejected_by_the_thor_backend(run, thor_stack) -> None:  # type: ignore[no-untyped-def]
+def test_tail_without_a_token_is_rejected_by_the_thor_backend(
+    run: Run, thor_stack: tuple[Server, str, FlagStore]
+) -> None:
     server, _, _ = thor_stack
     result = run("tail", "--url", server.ws_url, "--timeout", "10", "--duration", "30")
     assert result.exit_code == 4

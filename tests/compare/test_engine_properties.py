@@ -7,73 +7,18 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from thorcut.compare.engine import Comparator, Difference, Kind, Rules
+from tests.compare.bodies import SETTINGS, json_values, keyed_bodies, perturbed, reordered
+from thorcut.compare.engine import Comparator, Kind
+from thorcut.compare.rules import Rules
 from thorcut.manifest import Tolerance
 
-SETTINGS = settings(max_examples=200, deadline=None)
-
-# Keys that render bare, so a test can write the expected path without the engine's quoting rules.
-NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True)
 NEW_KEY = "new_key_x"  # longer than any generated name
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**60), 2**60)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=6)
-)
-
-
-def json_values(keys: st.SearchStrategy[str] = NAMES, max_leaves: int = 20) -> st.SearchStrategy[Any]:
-    return st.recursive(
-        SCALARS,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-        max_leaves=max_leaves,
-    )
-
-
-ROW_VALUES = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(NAMES, SCALARS, max_size=2)
-# Text that needs quoting in a path: separators, quotes, whitespace, a lone *, JSON literals.
-TRICKY = st.text(alphabet='.[]"\\ *=a1\t', max_size=3) | st.sampled_from(["true", "null", "3", "-1e5", "NaN"])
-TEXT_KEYS = st.text(max_size=4) | TRICKY
-SYMBOLS = TEXT_KEYS | st.integers(-5, 99)
 TOL = Tolerance(abs=1e-9)
 STAR_TOL = Comparator(Rules(tolerance=(("*", TOL),)))
 POSITIONS = Comparator(Rules(keyed_lists=(("positions", "symbol"),), tolerance=(("*", TOL),)))
-
-
-@st.composite
-def keyed_bodies(draw: st.DrawFn, symbols: st.SearchStrategy[Any] = SYMBOLS) -> Any:
-    """A positions-like body: ``positions`` keyed by unique ``symbol`` values, plus other keys."""
-    keys = draw(st.lists(symbols, unique_by=lambda v: (type(v), v), max_size=6))
-    rows = [
-        {"symbol": s, "quantity": draw(st.integers(-500, 500)), **draw(st.dictionaries(NAMES, ROW_VALUES, max_size=3))}
-        for s in keys
-    ]
-    for r, s in zip(rows, keys, strict=True):
-        r["symbol"] = s  # a generated "symbol" key must not overwrite the key
-    others = draw(st.dictionaries(NAMES.filter(lambda k: k != "positions"), json_values(max_leaves=8), max_size=3))
-    return {**others, "positions": rows}
-
-
-def reordered(value: Any, rnd: random.Random, keyed: bool = True) -> Any:
-    """A deep copy with every object's keys and (if ``keyed``) every ``positions`` list shuffled."""
-    if type(value) is dict:
-        items = list(value.items())
-        rnd.shuffle(items)
-        out = {}
-        for k, v in items:
-            copied = reordered(v, rnd, keyed)
-            if keyed and k == "positions" and type(copied) is list:
-                rnd.shuffle(copied)
-            out[k] = copied
-        return out
-    if type(value) is list:
-        return [reordered(v, rnd, keyed) for v in value]
-    return value
 
 
 def nodes(value: Any, segs: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -148,7 +93,7 @@ def test_any_json_value_equals_a_copy_with_keys_reordered(value: Any, rnd: rando
     assert STAR_TOL.compare(value, copied) == []
 
 
-# -- one change, found at its path --------------------------------------------------------------
+# -- one change, found at its path -------------------------------------------------------------
 
 
 @SETTINGS
@@ -219,57 +164,6 @@ def test_a_single_change_in_a_keyed_list_is_found_by_key(body: Any, data: st.Dat
     assert [(d.path, d.kind) for d in POSITIONS.compare(ws, rest)] == [expected]
 
 
-@SETTINGS
-@given(
-    ws=json_values(TEXT_KEYS),
-    rest=json_values(TEXT_KEYS),
-    body=keyed_bodies(),
-    rnd=st.randoms(use_true_random=False),
-)
-def test_every_reported_path_works_as_an_ignore_rule(ws: Any, rest: Any, body: Any, rnd: random.Random) -> None:
-    keyed = (("positions", "symbol"),)
-    other = reordered(body, rnd)
-    for row in other["positions"][:2]:
-        row["quantity"] += 1
-    pairs = [(ws, rest), (ws, perturbed(ws, rnd)), (body, other)]
-    pairs.append(({"x": ws, "positions": body["positions"]}, {"x": perturbed(ws, rnd), **other}))
-    for a, b in pairs:
-        full = Comparator(Rules(keyed_lists=keyed)).explain(a, b)
-        paths = tuple(d.path for d in full)
-        assert Comparator(Rules(ignore=paths, keyed_lists=keyed)).equal(a, b), paths
-        for p in paths[:4]:  # ignoring one path hides it and what lies under it, nothing else
-            left = [d for d in full if not (p == "" or d.path == p or d.path.startswith((f"{p}.", f"{p}[")))]
-            assert Comparator(Rules(ignore=(p,), keyed_lists=keyed)).explain(a, b) == left, p
-
-
-# -- tolerance boundaries ----------------------------------------------------------------------
-
-
-@SETTINGS
-@given(k=st.integers(-(2**30), 2**30), t=st.integers(0, 2**20), sign=st.sampled_from([1, -1]))
-def test_absolute_tolerance_is_honoured_at_its_bound(k: int, t: int, sign: int) -> None:
-    # Multiples of 1/1024 this small are exact floats, so a, b and |a-b| carry no rounding.
-    a, tol = k / 1024, t / 1024
-    c = Comparator(Rules(tolerance=(("v", Tolerance(abs=tol)),)))
-    at_bound, beyond = a + sign * tol, a + sign * (t + 1) / 1024
-    assert c.compare({"v": a}, {"v": at_bound}) == []
-    assert c.compare({"v": at_bound}, {"v": a}) == []
-    assert c.compare({"v": a}, {"v": beyond}) == [Difference("v", Kind.CHANGED, a, beyond)]
-
-
-@SETTINGS
-@given(m=st.integers(1, 2**30), r=st.integers(1, 1023), sign=st.sampled_from([1, -1]), as_int=st.booleans())
-def test_relative_tolerance_is_honoured_at_its_bound(m: int, r: int, sign: int, as_int: bool) -> None:
-    rel = r / 1024
-    a: float = sign * m if as_int else float(sign * m)
-    at_bound = a - a * rel  # |a-b| == rel * |a|, and |a| is the larger magnitude
-    beyond = at_bound - sign / 1024
-    c = Comparator(Rules(tolerance=(("*", Tolerance(rel=rel)),)))
-    assert c.compare([a], [at_bound]) == []
-    assert c.compare([at_bound], [a]) == []
-    assert c.compare([a], [beyond]) == [Difference("[0]", Kind.CHANGED, a, beyond)]
-
-
 # -- the fast path agrees with the explanation -------------------------------------------------
 
 SMALL_KEYS = st.sampled_from(["a", "b", "k", "x"])
@@ -283,30 +177,6 @@ RULE_SETS = [
     ),
     Rules(keyed_lists=(("a", "k"), ("x[*]", "a")), ignore=("a[k=1]",)),
 ]
-
-
-def perturbed(value: Any, rnd: random.Random) -> Any:
-    """A copy with small changes here and there: some invisible to the rules, some not."""
-    roll = rnd.random()
-    if type(value) is dict:
-        out = {k: perturbed(v, rnd) for k, v in value.items()}
-        if out and roll < 0.1:
-            del out[rnd.choice(list(out))]
-        return out
-    if type(value) is list:
-        out_list = [perturbed(v, rnd) for v in value]
-        if roll < 0.2:
-            rnd.shuffle(out_list)
-        return out_list
-    if roll > 0.3:
-        return value
-    if type(value) is bool:
-        return int(value)
-    if type(value) is int:
-        return rnd.choice([float(value), value + 1, True if value == 1 else value])
-    if type(value) is float and value == value:
-        return rnd.choice([value + 1e-12, value * (1 + 1e-3), value + 1, int(value) if abs(value) < 1e15 else value])
-    return rnd.choice([value, None])
 
 
 @SETTINGS

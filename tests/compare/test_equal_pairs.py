@@ -1,7 +1,7 @@
 """A replay's fast test for equal pairs agrees with the compare engine (issue 9).
 
 A replay decides a pair equal with Python's ``==`` when neither line may hold a bool (the strict
-scan of :func:`thorcut.jsonfast.loads_scanned` says so), since ``==`` blurs only ``True == 1`` and
+scan of :func:`thorcut.wire.jsonfast.loads_scanned` says so), since ``==`` blurs only ``True == 1`` and
 ``False == 0`` where JSON does not. Here that is checked against :class:`Comparator` on generated
 values built to collide: ``1``, ``1.0`` and ``true`` side by side, integers beyond 64 bits and their
 float neighbours, objects with their keys in another order.
@@ -18,13 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.parity.build import envelope
-from thorcut.compare.engine import Comparator, Rules
+from thorcut.clock import iso_timestamp, parse_iso
+from thorcut.compare.engine import Comparator
 from thorcut.compare.pairing import Pair, Pairer
+from thorcut.compare.rules import Rules
 from thorcut.compare.shadow import ShadowJudge
-from thorcut.compare.verdict import iso_timestamp, parse_iso
-from thorcut.jsonfast import loads_scanned
 from thorcut.manifest import DEFAULT_MANIFEST
-from thorcut.shadowrun import replay
+from thorcut.parity.replay import replay
+from thorcut.wire.jsonfast import loads_scanned
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ENGINE = Comparator(Rules())

@@ -21,10 +21,11 @@ import pytest
 import redis
 
 from tests.backend_fixtures import BACKEND, Server, start_server, stop_process
-from thorcut.devfrontend import ensure_built, frontend_dir
+from thorcut.dev.frontend import ensure_built, frontend_dir
 from thorcut.errors import ThorcutError
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
 #: What the machine notes ask of a root, offline Chromium: no GPU, no QUIC, no calls home.
@@ -94,12 +95,12 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def flags(thor_env: dict[str, str]) -> Iterator[FlagStore]:
     """The flag store of the servers' prefix, every feature in shadow; all back to off afterwards."""
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="e2e")
-    for feature in DEFAULT_FEATURES:  # off → shadow, or the rollback from live / complete
+    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="e2e")
+    for feature in DEFAULT_MANIFEST.names:  # off → shadow, or the rollback from live / complete
         if store.read(feature).stage is not Stage.SHADOW:
             store.change(feature, Stage.SHADOW, reason="e2e")
     yield store
-    for feature in DEFAULT_FEATURES:  # the shared prefix as other tests expect it: all off
+    for feature in DEFAULT_MANIFEST.names:  # the shared prefix as other tests expect it: all off
         while (stage := store.read(feature).stage) is not Stage.OFF:
             store.change(feature, Stage.SHADOW if stage in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF, reason="e2e")
     client.close()

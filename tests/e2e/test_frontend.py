@@ -29,7 +29,7 @@ import pytest
 
 from tests.backend_fixtures import stop_process
 from tests.e2e.conftest import VIEWPORT, Stack
-from thorcut.features import Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,11 @@ import pytest
 import redis
 
 from tests.conftest import set_flag
-from thorcut.devstack import EmbeddedRedis
+from thorcut.dev.stack import EmbeddedRedis
 from thorcut.errors import StaleVersion
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
 
 PROCESSES = 8
@@ -21,7 +22,7 @@ CHANGES_EACH = 50
 def _writer(port: int, prefix: str, name: str, changes: int) -> int:
     """Make ``changes`` percent changes using the expect-version retry loop; return retries."""
     client = redis.Redis(port=port, decode_responses=True)
-    store = FlagStore(client, Keys(prefix), DEFAULT_FEATURES, operator=name)
+    store = FlagStore(client, Keys(prefix), DEFAULT_MANIFEST.names, operator=name)
     done = retries = 0
     while done < changes:
         version = store.read("positions").version
@@ -53,7 +54,7 @@ def test_eight_processes_fifty_changes_each_lose_nothing(
     assert len(entries) == PROCESSES * CHANGES_EACH
     assert [e.version for e in entries] == list(range(1, PROCESSES * CHANGES_EACH + 1))
     assert store.read("positions").version == PROCESSES * CHANGES_EACH
-    per_writer = {}
+    per_writer: dict[str, list[int]] = {}
     for e in entries:
         per_writer.setdefault(e.fields["by"], []).append(int(e.fields["reason"].split("#")[1]))
     assert all(seq == list(range(CHANGES_EACH)) for seq in per_writer.values())

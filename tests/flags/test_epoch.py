@@ -6,20 +6,14 @@ import pytest
 import redis
 
 from tests.flags.test_watcher import _until
-from tests.redis_snapshot import snapshot
-from thorcut.devstack import EmbeddedRedis
+from tests.redis_snapshot import snapshot, wipe
+from thorcut.dev.stack import EmbeddedRedis
 from thorcut.errors import StaleVersion, StoreWasReset
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.flags.watcher import FlagWatcher, StoreReset
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys, connect
-
-
-def _wipe(client: redis.Redis, prefix: str) -> None:
-    """What a Redis restart without its data does to this test's store (never FLUSHALL: shared server)."""
-    names = list(client.scan_iter(match=f"{{{prefix}}}*", count=1000))
-    if names:
-        client.delete(*names)
 
 
 def _to_complete(store: FlagStore, feature: str) -> None:
@@ -99,7 +93,7 @@ def test_verify_fails_when_the_log_does_not_start_at_the_genesis(
 def test_expect_version_from_before_a_reset_never_matches(store: FlagStore, client: redis.Redis, prefix: str) -> None:
     store.change("positions", Stage.SHADOW)
     store.change("positions", Stage.OFF)  # version 2 in the old epoch
-    _wipe(client, prefix)
+    wipe(client, prefix)
     with pytest.raises(StaleVersion, match="at version 0, not 2"):
         store.change("positions", Stage.SHADOW, expect_version=2)
 
@@ -110,14 +104,14 @@ def test_watcher_keeps_complete_stage_across_a_reset_and_reports_it(
     _to_complete(store, "positions")
     store.change("intraday", Stage.SHADOW)
     resets: list[StoreReset] = []
-    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES,
+    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_MANIFEST.names,
                     register=False, on_reset=resets.append)  # fmt: skip
     w.start(wait=5)
     try:
         old = client.hget(Keys(prefix).meta, "epoch")
         assert w.epoch == old
         assert w.reset is None
-        _wipe(client, prefix)
+        wipe(client, prefix)
         w._resync(store.client)  # what the watcher does on reconnecting after the restart
         assert w.stage("positions") is Stage.COMPLETE  # never back to REST because Redis restarted
         assert w.stage("intraday") is Stage.SHADOW
@@ -141,7 +135,7 @@ def test_watcher_reports_a_store_with_data_but_no_meta(
     redis_server: EmbeddedRedis, client: redis.Redis, prefix: str
 ) -> None:
     client.hset(Keys(prefix).flag("positions"), mapping={"stage": "shadow", "version": "3", "percent": "0"})
-    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_FEATURES,
+    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), Keys(prefix), DEFAULT_MANIFEST.names,
                     register=False).start(wait=5)  # fmt: skip
     try:
         assert w.synced
@@ -160,12 +154,12 @@ def test_a_store_redis_wiped_entirely_is_told_by_the_epoch_workers_hold(
     keys = Keys(prefix)
     store.change("positions", Stage.SHADOW)
     old = client.hget(keys.meta, "epoch")
-    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), keys, DEFAULT_FEATURES, ttl=0.6)
+    w = FlagWatcher(lambda: connect(redis_server.url, 1, check=False), keys, DEFAULT_MANIFEST.names, ttl=0.6)
     w.start(wait=5)
     try:
         assert _until(lambda: client.hget(keys.epochs, w.worker_id) == old)
         assert store.epoch().problem(keys) is None
-        _wipe(client, prefix)
+        wipe(client, prefix)
         assert _until(lambda: client.hget(keys.epochs, w.worker_id) == old)  # it registers again
         state = store.epoch()
         assert state.reset

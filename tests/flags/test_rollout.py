@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from thorcut.features import Stage
 from thorcut.flags.rollout import bad_override, broadcasts, bucket, env_override, reads_from, reads_websocket
+from thorcut.flags.stages import Stage
 
 
 def test_bucket_is_sticky_and_in_range() -> None:

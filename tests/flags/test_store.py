@@ -10,10 +10,10 @@ import redis
 
 from tests.conftest import set_flag, set_verdict
 from tests.redis_snapshot import snapshot
-from thorcut.compare.verdict import now_iso
+from thorcut.clock import now_iso
 from thorcut.errors import EvidenceRefused, StaleVersion, TransitionRefused, UsageError
-from thorcut.features import TRANSITIONS, Stage
 from thorcut.flags.audit import entry_hash
+from thorcut.flags.stages import TRANSITIONS, Stage
 from thorcut.flags.store import FlagStore, Request
 from thorcut.redisconn import Keys
 

@@ -8,27 +8,29 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.conftest import set_flag, start_redis
-from thorcut.devstack import EmbeddedRedis, free_port
-from thorcut.features import DEFAULT_FEATURES, Stage
+from thorcut.dev.stack import EmbeddedRedis, free_port
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.flags.watcher import FlagWatcher
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys, connect
 
 WATCHER_SCRIPT = """
 import sys, time
 from thorcut.flags.watcher import FlagWatcher
 from thorcut.redisconn import Keys, connect
-from thorcut.features import DEFAULT_FEATURES
+from thorcut.manifest import DEFAULT_MANIFEST
 url, prefix = sys.argv[1], sys.argv[2]
 def seen(feature, flag):
     print(f"{flag.state.version} {flag.stage.value} {time.monotonic_ns()}", flush=True)
-w = FlagWatcher(lambda: connect(url, 2, check=False), Keys(prefix), DEFAULT_FEATURES, on_change=seen)
+w = FlagWatcher(lambda: connect(url, 2, check=False), Keys(prefix), DEFAULT_MANIFEST.names, on_change=seen)
 w.start(wait=5)
 print("ready", flush=True)
 sys.stdin.readline()
@@ -37,10 +39,10 @@ w.stop()
 
 
 def _watcher(url: str, prefix: str, **kw: object) -> FlagWatcher:
-    return FlagWatcher(lambda: connect(url, 1, check=False), Keys(prefix), DEFAULT_FEATURES, **kw)  # type: ignore[arg-type]
+    return FlagWatcher(lambda: connect(url, 1, check=False), Keys(prefix), DEFAULT_MANIFEST.names, **kw)  # type: ignore[arg-type]
 
 
-def _until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def _until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -108,7 +110,7 @@ def test_process_that_never_read_sees_every_feature_off() -> None:
         time.sleep(0.2)
         assert not w.synced
         assert not w.connected
-        assert all(w.stage(f) is Stage.OFF for f in DEFAULT_FEATURES)
+        assert all(w.stage(f) is Stage.OFF for f in DEFAULT_MANIFEST.names)
     finally:
         w.stop()
 
@@ -119,7 +121,7 @@ def test_watcher_keeps_last_stages_through_outage_and_resyncs_after_restart(tmp_
     port = server.port
     client = redis.Redis(port=port, decode_responses=True)
     keys = Keys("outage")
-    store = FlagStore(client, keys, DEFAULT_FEATURES)
+    store = FlagStore(client, keys, DEFAULT_MANIFEST.names)
     store.change("positions", Stage.SHADOW)
     w = _watcher(server.url, "outage").start(wait=5)
     try:
@@ -139,7 +141,7 @@ def test_watcher_keeps_last_stages_through_outage_and_resyncs_after_restart(tmp_
         assert _until(lambda: w.connected and w.resyncs > resyncs, timeout=10)
         assert w.stage("global_market") is Stage.SHADOW
         client = redis.Redis(port=port, decode_responses=True)
-        FlagStore(client, keys, DEFAULT_FEATURES).change("positions", Stage.OFF)
+        FlagStore(client, keys, DEFAULT_MANIFEST.names).change("positions", Stage.OFF)
         assert _until(lambda: w.stage("positions") is Stage.OFF)
     finally:
         w.stop()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from thorcut.compare.verdict import now_iso
+from thorcut.clock import now_iso
 from thorcut.manifest import DEFAULT_MANIFEST
 
 T0 = datetime(2026, 11, 24, 14, 0, 0, tzinfo=UTC)
@@ -117,7 +117,7 @@ def write_plain(rec: Recording, path: Path, *, seed: int = 0) -> Path:
 
 def write_thorcut(rec: Recording, path: Path) -> Path:
     """The lines of ``rec`` written through :class:`RecordingWriter`, as `diff --record` writes them."""
-    from thorcut.recording import RecordingWriter, RestRecord
+    from thorcut.wire.recording import RecordingWriter, RestRecord
 
     with RecordingWriter(path, {}, created=at(0)) as w:
         for line in rec.lines[1:]:

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from tests.parity.build import Recording, balance, envelope, plain_lines, positions, steady, write_plain, write_thorcut
+from tests.runner import Run
 
 
-def judged(run, path: Path, *features: str) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def judged(run: Run, path: Path, *features: str) -> tuple[int, dict[str, Any]]:
     result = run("check", *(features or ("--all",)), "--replay", str(path), "--json")
     assert result.exit_code in (0, 1, 5), result.stdout + result.stderr
     return result.exit_code, json.loads(result.stdout)["features"]
 
 
-def same_judgement(run, tmp_path: Path, rec: Recording, *features: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def same_judgement(run: Run, tmp_path: Path, rec: Recording, *features: str) -> dict[str, Any]:
     """Judge ``rec`` written three ways; assert one judgement; return it."""
     as_thorcut = judged(run, write_thorcut(rec, tmp_path / "thorcut.jsonl"), *features)
     as_built = judged(run, rec.write(tmp_path / "built.jsonl"), *features)
@@ -37,13 +38,13 @@ def test_plain_lines_hold_only_the_required_fields() -> None:
     assert "data_last" not in "".join(lines)
 
 
-def test_pass(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pass(run: Run, tmp_path: Path) -> None:
     f = same_judgement(run, tmp_path, steady(n=61), "account_balance")["account_balance"]
     assert f["verdict"] == "PASS"
     assert f["counts"]["matched"] == 61
 
 
-def test_fail_names_the_path(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_fail_names_the_path(run: Run, tmp_path: Path) -> None:
     rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, balance(1.25), balance(2.5))
     rec.pair(62, "positions", "DU1234", 1, positions([("ES", 1, 10.0), ("NQ", 2, 5.0)]),
              positions([("NQ", 2, 5.0), ("ES", 1, 10.5)]))  # fmt: skip
@@ -53,14 +54,14 @@ def test_fail_names_the_path(run, tmp_path: Path) -> None:  # type: ignore[no-un
     assert [p["path"] for p in f["positions"]["paths"]] == ["positions[symbol=ES].last_price"]
 
 
-def test_pending(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pending(run: Run, tmp_path: Path) -> None:
     f = same_judgement(run, tmp_path, steady(n=20, every=4), "account_balance")["account_balance"]
     assert f["verdict"] == "PENDING"
     assert "20 paired samples < 50 needed" in f["reasons"]
 
 
 @pytest.mark.parametrize(("seqs", "counter"), [([1, 2, 4, 5], "gaps"), ([1, 2, 2, 3], "duplicates")])
-def test_gaps_and_duplicates_fail(run, tmp_path: Path, seqs: list[int], counter: str) -> None:  # type: ignore[no-untyped-def]
+def test_gaps_and_duplicates_fail(run: Run, tmp_path: Path, seqs: list[int], counter: str) -> None:
     rec = steady(n=60)
     for i, s in enumerate(seqs):
         rec.pair(100 + i, "account_balance", "DU9999", s, balance(float(s)))
@@ -69,7 +70,7 @@ def test_gaps_and_duplicates_fail(run, tmp_path: Path, seqs: list[int], counter:
     assert f["counts"][counter] == 1
 
 
-def test_rest_ahead_behind_and_caught_up(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_ahead_behind_and_caught_up(run: Run, tmp_path: Path) -> None:
     rec = steady(n=60)
     rec.ws(70, envelope("account_balance", "DU1234", 61, balance(5.0)))  # REST already ahead
     rec.rest(70.1, "account_balance", "DU1234", 61, envelope("account_balance", "DU1234", 62, balance(6.0)))
@@ -84,7 +85,7 @@ def test_rest_ahead_behind_and_caught_up(run, tmp_path: Path) -> None:  # type: 
     assert f["unpaired_why"] == {"rest_ahead": 1, "rest_behind": 1}
 
 
-def test_rest_failures_give_the_same_verdict_and_counts(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_failures_give_the_same_verdict_and_counts(run: Run, tmp_path: Path) -> None:
     """Without for_seq a failure cannot be charged to its sample: the same counts, and the sample
     is unpaired at the end (rest_behind) rather than at once (rest_error)."""
     rec = steady(n=60)
@@ -101,7 +102,7 @@ def test_rest_failures_give_the_same_verdict_and_counts(run, tmp_path: Path) -> 
     assert p["unpaired_why"] == {"rest_behind": 3}
 
 
-def test_type_and_key_come_from_the_url_when_the_body_has_none(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_type_and_key_come_from_the_url_when_the_body_has_none(run: Run, tmp_path: Path) -> None:
     """Raw REST bodies (no envelope), absolute URLs, a URL-encoded key, a query in another order."""
     (tmp_path / "thorcut.toml").write_text(
         "[features.intraday.rest_locators]\nseq = 'version'\nkey = ''\nbody = 'bar'\n"
@@ -134,7 +135,7 @@ def test_type_and_key_come_from_the_url_when_the_body_has_none(run, tmp_path: Pa
     assert code == 1
 
 
-def test_a_rest_line_nothing_attributes_is_bad_input_naming_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_rest_line_nothing_attributes_is_bad_input_naming_it(run: Run, tmp_path: Path) -> None:
     rec = steady(n=2)
     rec.lines.append(json.dumps({"at": "2026-11-24T14:01:00.000Z", "src": "rest", "feature": "account_balance",
                                  "url": "/somewhere/else", "status": 503, "elapsed_ms": 1.0,
@@ -147,7 +148,7 @@ def test_a_rest_line_nothing_attributes_is_bad_input_naming_it(run, tmp_path: Pa
     assert run("check", "positions", "--replay", str(tmp_path / "r.jsonl")).exit_code == 5
 
 
-def test_a_rest_type_of_another_feature_is_bad_input(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_rest_type_of_another_feature_is_bad_input(run: Run, tmp_path: Path) -> None:
     rec = steady(n=2)
     rec.lines.append(json.dumps({"at": "2026-11-24T14:01:00.000Z", "src": "rest", "feature": "account_balance",
                                  "type": "positions", "key": "DU1234", "url": "/x", "status": 200,

@@ -20,14 +20,16 @@ import redis
 
 from tests.backend.conftest import BACKEND, Server, start_server
 from tests.backend_fixtures import stop_process
-from thorcut.features import DEFAULT_FEATURES, Stage
+from tests.runner import Run
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
-from thorcut.recording import RecordingReader, RestRecord, WsRecord
+from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
+from thorcut.wire.recording import RecordingReader, RestRecord, WsRecord
 
 pytestmark = pytest.mark.slow
 
-THRESHOLDS = "".join(f"[features.{f}.thresholds]\nmin_paired = 5\nmin_duration = 2\n" for f in DEFAULT_FEATURES)
+THRESHOLDS = "".join(f"[features.{f}.thresholds]\nmin_paired = 5\nmin_duration = 2\n" for f in DEFAULT_MANIFEST.names)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +42,12 @@ def server(thor_env: dict[str, str], demo_users: object, tmp_path_factory: pytes
 @pytest.fixture
 def store(thor_env: dict[str, str]) -> Iterator[FlagStore]:
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    s = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_FEATURES, operator="tests")
-    for feature in DEFAULT_FEATURES:
+    s = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="tests")
+    for feature in DEFAULT_MANIFEST.names:
         if s.read(feature).stage is Stage.OFF:
             s.change(feature, Stage.SHADOW)
     yield s
-    for feature in DEFAULT_FEATURES:  # leave the shared prefix as other tests expect it: all off
+    for feature in DEFAULT_MANIFEST.names:  # leave the shared prefix as other tests expect it: all off
         while (stage := s.read(feature).stage) is not Stage.OFF:
             s.change(feature, Stage.SHADOW if stage in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
         client.delete(s.keys.parity(feature), s.keys.mismatches(feature))
@@ -71,8 +73,8 @@ class Jobs:
 
 
 @pytest.fixture
-def cli(run, server: Server, thor_env: dict[str, str], demo_users: dict[str, dict[str, str]], store: FlagStore,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]  # fmt: skip
+def cli(run: Run, server: Server, thor_env: dict[str, str], demo_users: dict[str, dict[str, str]], store: FlagStore,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:  # fmt: skip
     """``run`` pointed at this backend and its flag prefix, with the lowered thresholds."""
     monkeypatch.setenv("THORCUT_BACKEND_URL", server.url)
     monkeypatch.setenv("THORCUT_TOKEN", demo_users["demo"]["token"])
@@ -90,7 +92,9 @@ def paths(f: dict[str, Any]) -> set[tuple[str, str]]:
     return {(p["path"], p["kind"]) for p in f["paths"]}
 
 
-def test_faults_off_every_feature_passes_and_verdicts_open_the_gate(cli, thor_env, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_faults_off_every_feature_passes_and_verdicts_open_the_gate(
+    cli: Run, thor_env: dict[str, str], store: FlagStore, tmp_path: Path
+) -> None:
     with Jobs(thor_env, tmp_path / "jobs.log"):
         result = cli("check", "--all", "--duration", "4", "--json")
     features = judged(result)
@@ -108,7 +112,9 @@ def test_faults_off_every_feature_passes_and_verdicts_open_the_gate(cli, thor_en
     assert store.read("account_balance").stage is Stage.LIVE
 
 
-def test_faults_each_fail_the_right_feature_naming_the_path_or_counter(cli, thor_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_faults_each_fail_the_right_feature_naming_the_path_or_counter(
+    cli: Run, thor_env: dict[str, str], tmp_path: Path
+) -> None:
     faults = "account_balance:drop_field,positions:reorder,intraday:skip_seq,global_market:duplicate"
     with Jobs(thor_env, tmp_path / "jobs.log", faults):
         result = cli("check", "--all", "--duration", "4", "--json")
@@ -125,7 +131,7 @@ def test_faults_each_fail_the_right_feature_naming_the_path_or_counter(cli, thor
     assert f["global_market"]["counts"]["mismatched"] == 0
 
 
-def test_more_faults_round_drop_and_lag(cli, thor_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_more_faults_round_drop_and_lag(cli: Run, thor_env: dict[str, str], tmp_path: Path) -> None:
     faults = "account_balance:round_price,positions:drop_field,intraday:lag_seq"
     with Jobs(thor_env, tmp_path / "jobs.log", faults):
         result = cli("check", "--all", "--duration", "4", "--json")
@@ -143,14 +149,14 @@ def test_more_faults_round_drop_and_lag(cli, thor_env, tmp_path: Path) -> None: 
     assert f["global_market"]["verdict"] == "PASS"
 
 
-def test_diff_records_and_the_replay_gives_the_same_verdict(cli, thor_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_diff_records_and_the_replay_gives_the_same_verdict(cli: Run, thor_env: dict[str, str], tmp_path: Path) -> None:
     recording = tmp_path / "shadow.jsonl"
     with Jobs(thor_env, tmp_path / "jobs.log", "account_balance:drop_field"):
         live = cli("diff", "--all", "--duration", "4", "--record", str(recording), "--json", "--no-store")
     replayed = cli("check", "--all", "--replay", str(recording), "--json")
     live_f, replay_f = judged(live), judged(replayed)
     assert json.loads(replayed.stdout)["window_s"] == json.loads(live.stdout)["window_s"]  # the same window
-    for name in DEFAULT_FEATURES:
+    for name in DEFAULT_MANIFEST.names:
         assert replay_f[name]["verdict"] == live_f[name]["verdict"], name
         assert replay_f[name]["counts"] == live_f[name]["counts"], name
     reader = RecordingReader(recording)
@@ -160,7 +166,9 @@ def test_diff_records_and_the_replay_gives_the_same_verdict(cli, thor_env, tmp_p
     assert any(isinstance(r, RestRecord) and r.status == 200 and r.for_seq is not None for r in records)
 
 
-def test_learn_noise_finds_nothing_on_a_deterministic_backend(cli, thor_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_learn_noise_finds_nothing_on_a_deterministic_backend(
+    cli: Run, thor_env: dict[str, str], tmp_path: Path
+) -> None:
     with Jobs(thor_env, tmp_path / "jobs.log"):
         result = cli("diff", "positions", "--learn-noise", "--duration", "3", "--json")
     assert result.exit_code == 0, result.stderr
@@ -169,8 +177,8 @@ def test_learn_noise_finds_nothing_on_a_deterministic_backend(cli, thor_env, tmp
     assert body["paths"] == {}
 
 
-def test_backend_not_running_exits_4(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from thorcut.devstack import free_port
+def test_backend_not_running_exits_4(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from thorcut.dev.stack import free_port
 
     monkeypatch.setenv("THORCUT_BACKEND_URL", f"http://127.0.0.1:{free_port()}")
     result = cli("check", "--all", "--duration", "2")
@@ -178,7 +186,7 @@ def test_backend_not_running_exits_4(cli, monkeypatch: pytest.MonkeyPatch) -> No
     assert "Traceback" not in result.stderr
 
 
-def test_rejected_token_exits_4_with_a_hint(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_rejected_token_exits_4_with_a_hint(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THORCUT_TOKEN", "not-a-real-token")
     result = cli("diff", "positions", "--duration", "2")
     assert result.exit_code == 4

@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from xml.etree import ElementTree as ET
+from typing import Any
 
 import pytest
+import redis
+from typer.testing import Result
 
 from tests.parity.build import Recording, balance, envelope, positions, steady
+from tests.runner import Run
+from thorcut.redisconn import Keys
 
 
-def check(run, rec: Recording | Path, tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
+def check(run: Run, rec: Recording | Path, tmp_path: Path, *args: str) -> Result:
     path = rec if isinstance(rec, Path) else rec.write(tmp_path / "rec.jsonl")
     return run("check", "account_balance", "positions", "--replay", str(path), "--json", *args)
 
 
-def feature(result, name: str = "account_balance") -> dict:  # type: ignore[no-untyped-def]
-    return json.loads(result.stdout)["features"][name]
+def feature(result: Result, name: str = "account_balance") -> dict[str, Any]:
+    features: dict[str, dict[str, Any]] = json.loads(result.stdout)["features"]
+    return features[name]
 
 
 # -- verdicts ------------------------------------------------------------------------------------
 
 
-def test_enough_equal_pairs_over_the_window_pass(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_enough_equal_pairs_over_the_window_pass(run: Run, tmp_path: Path) -> None:
     rec = steady(n=61)
     result = run("check", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")), "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -34,14 +39,14 @@ def test_enough_equal_pairs_over_the_window_pass(run, tmp_path: Path) -> None:  
     assert f["window_s"] == pytest.approx(60.01)
 
 
-def test_too_few_pairs_is_pending_exit_5(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_too_few_pairs_is_pending_exit_5(run: Run, tmp_path: Path) -> None:
     result = run("check", "account_balance", "--replay", str(steady(n=20, every=4).write(tmp_path / "r.jsonl")))
     assert result.exit_code == 5
     assert "PENDING" in result.stdout
     assert "20 paired samples < 50 needed" in result.stdout
 
 
-def test_too_short_a_window_is_pending(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_too_short_a_window_is_pending(run: Run, tmp_path: Path) -> None:
     result = run("check", "account_balance", "--json", "--replay",
                  str(steady(n=100, every=0.1).write(tmp_path / "r.jsonl")))  # fmt: skip
     assert result.exit_code == 5
@@ -49,13 +54,13 @@ def test_too_short_a_window_is_pending(run, tmp_path: Path) -> None:  # type: ig
     assert any("window" in r for r in feature(result)["reasons"])
 
 
-def test_no_traffic_at_all_is_pending_never_pass(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_traffic_at_all_is_pending_never_pass(run: Run, tmp_path: Path) -> None:
     result = run("check", "--all", "--json", "--replay", str(Recording().write(tmp_path / "r.jsonl")))
     assert result.exit_code == 5
     assert {f["verdict"] for f in json.loads(result.stdout)["features"].values()} == {"PENDING"}
 
 
-def test_fail_wins_over_pending_exit_1(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_fail_wins_over_pending_exit_1(run: Run, tmp_path: Path) -> None:
     rec = steady(n=3)
     rec.pair(5, "positions", "DU1234", 1, positions([("ES", 1, 10.0)]), positions([("ES", 2, 10.0)]))
     result = check(run, rec, tmp_path)
@@ -64,13 +69,23 @@ def test_fail_wins_over_pending_exit_1(run, tmp_path: Path) -> None:  # type: ig
     assert feature(result, "positions")["verdict"] == "FAIL"
 
 
-def test_samples_option_lowers_the_minimum(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rec = steady(n=10, every=7)
-    result = run("check", "account_balance", "--samples", "10", "--replay", str(rec.write(tmp_path / "r.jsonl")))
-    assert result.exit_code == 0, result.stdout
+def test_samples_option_lowers_the_minimum(run: Run, tmp_path: Path) -> None:
+    path = str(steady(n=10, every=7).write(tmp_path / "r.jsonl"))  # 10 equal pairs over 63 s
+    default = run("check", "account_balance", "--replay", path, "--json")
+    assert default.exit_code == 5, default.stdout + default.stderr
+    assert feature(default)["reasons"] == ["10 paired samples < 50 needed"]  # too few for the default
+    lowered = run("check", "account_balance", "--samples", "10", "--replay", path, "--json")
+    assert lowered.exit_code == 0, lowered.stdout + lowered.stderr
+    assert lowered.stderr == ""
+    f = feature(lowered)
+    assert (f["verdict"], f["counts"]["paired"], f["counts"]["matched"]) == ("PASS", 10, 10)
+    assert not any("needed" in reason for reason in f["reasons"]), f["reasons"]
+    above = run("check", "account_balance", "--samples", "11", "--replay", path, "--json")
+    assert above.exit_code == 5, above.stdout + above.stderr  # the option sets the minimum; it never waives it
+    assert feature(above)["reasons"] == ["10 paired samples < 11 needed"]
 
 
-def test_manifest_thresholds_apply(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_thresholds_apply(run: Run, tmp_path: Path) -> None:
     (tmp_path / "thorcut.toml").write_text(
         "[features.account_balance.thresholds]\nmin_paired = 5\nmin_duration = 4\nmax_mismatch_rate = 0.5\n"
     )
@@ -95,7 +110,9 @@ def test_manifest_thresholds_apply(run, tmp_path: Path) -> None:  # type: ignore
         (balance(note=None), balance(), "note", "extra_on_ws"),  # null is not missing
     ],
 )
-def test_each_difference_is_named_with_both_values(run, tmp_path: Path, ws, rest, path: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_difference_is_named_with_both_values(
+    run: Run, tmp_path: Path, ws: dict[str, Any], rest: dict[str, Any], path: str, kind: str
+) -> None:
     rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, ws, rest)
     result = check(run, rec, tmp_path)
     assert result.exit_code == 1
@@ -106,7 +123,7 @@ def test_each_difference_is_named_with_both_values(run, tmp_path: Path, ws, rest
     assert f["paths"][0]["seq"] == 56
 
 
-def test_list_length_and_keyed_item_differences(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_list_length_and_keyed_item_differences(run: Run, tmp_path: Path) -> None:
     rec = Recording()
     rec.pair(1, "positions", "DU1234", 1, positions([("ES", 1, 10.0)]), positions([("ES", 1, 10.0), ("NQ", 2, 5.0)]))
     rec.pair(2, "positions", "DU1234", 2, positions([("ES", 1, 10.5)]), positions([("ES", 1, 10.0)]))
@@ -116,7 +133,7 @@ def test_list_length_and_keyed_item_differences(run, tmp_path: Path) -> None:  #
     assert ("positions[symbol=ES].last_price", "changed") in paths
 
 
-def test_reordered_keyed_list_is_equal(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reordered_keyed_list_is_equal(run: Run, tmp_path: Path) -> None:
     rec = Recording()
     rows = [("ES", 1, 10.0), ("NQ", -2, 5.25), ("CL", 3, 70.1)]
     for i in range(60):
@@ -126,7 +143,7 @@ def test_reordered_keyed_list_is_equal(run, tmp_path: Path) -> None:  # type: ig
     assert feature(result, "positions")["counts"]["matched"] == 60
 
 
-def test_envelope_metadata_is_not_compared(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_envelope_metadata_is_not_compared(run: Run, tmp_path: Path) -> None:
     rec = Recording()
     for i in range(60):
         rec.ws(i * 1.1, envelope("account_balance", "DU1234", i + 1, balance(), t=i))
@@ -139,7 +156,7 @@ def test_envelope_metadata_is_not_compared(run, tmp_path: Path) -> None:  # type
 # -- pairing and stream health --------------------------------------------------------------------
 
 
-def test_rest_ahead_is_unpaired_not_a_mismatch(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_ahead_is_unpaired_not_a_mismatch(run: Run, tmp_path: Path) -> None:
     rec = steady(n=60)
     rec.ws(70, envelope("account_balance", "DU1234", 61, balance(5.0)))
     rec.rest(70.1, "account_balance", "DU1234", 61, envelope("account_balance", "DU1234", 62, balance(6.0)))
@@ -150,7 +167,7 @@ def test_rest_ahead_is_unpaired_not_a_mismatch(run, tmp_path: Path) -> None:  # 
     assert f["unpaired_why"] == {"rest_ahead": 1}
 
 
-def test_rest_ahead_pairs_with_the_message_that_arrives_later(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_ahead_pairs_with_the_message_that_arrives_later(run: Run, tmp_path: Path) -> None:
     rec = Recording()
     rec.ws(0, envelope("account_balance", "DU1234", 1, balance(1.0)))
     rec.rest(0.1, "account_balance", "DU1234", 1, envelope("account_balance", "DU1234", 2, balance(2.0)))
@@ -162,7 +179,7 @@ def test_rest_ahead_pairs_with_the_message_that_arrives_later(run, tmp_path: Pat
     assert f["paths"][0]["rest"] == 2.0
 
 
-def test_rest_behind_then_caught_up_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_behind_then_caught_up_pairs(run: Run, tmp_path: Path) -> None:
     rec = Recording()
     rec.ws(0, envelope("account_balance", "DU1234", 5, balance(5.0)))
     rec.rest(0.1, "account_balance", "DU1234", 5, envelope("account_balance", "DU1234", 4, balance(4.0)))
@@ -175,7 +192,9 @@ def test_rest_behind_then_caught_up_pairs(run, tmp_path: Path) -> None:  # type:
     ("seqs", "counter", "value"),
     [([1, 2, 4, 5], "gaps", 1), ([1, 2, 2, 3], "duplicates", 1), ([1, 3, 2, 4], "out_of_order", 1)],
 )
-def test_stream_health_counters_fail_the_feature(run, tmp_path: Path, seqs: list[int], counter: str, value: int):  # type: ignore[no-untyped-def]
+def test_stream_health_counters_fail_the_feature(
+    run: Run, tmp_path: Path, seqs: list[int], counter: str, value: int
+) -> None:
     rec = steady(n=60)
     for i, s in enumerate(seqs):
         rec.pair(100 + i, "account_balance", "DU9999", s, balance(float(s)))
@@ -187,13 +206,13 @@ def test_stream_health_counters_fail_the_feature(run, tmp_path: Path, seqs: list
     assert any(counter.replace("_", "-") in r or counter in r for r in f["reasons"])
 
 
-def test_gap_reports_how_many_seqs_were_missed(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_gap_reports_how_many_seqs_were_missed(run: Run, tmp_path: Path) -> None:
     rec = Recording().pair(0, "account_balance", "DU1234", 1, balance())
     rec.pair(1, "account_balance", "DU1234", 9, balance())
     assert feature(check(run, rec, tmp_path))["health"]["missed"] == 7
 
 
-def test_rest_failures_are_counted_by_kind(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_failures_are_counted_by_kind(run: Run, tmp_path: Path) -> None:
     rec = steady(n=60)
     for i, kwargs in enumerate([{"status": 500, "body": {"detail": "boom"}}, {"raw": "<html>oops</html>"},
                                 {"error": "timeout"}, {"body": {"no": "seq"}}]):  # fmt: skip
@@ -205,7 +224,7 @@ def test_rest_failures_are_counted_by_kind(run, tmp_path: Path) -> None:  # type
     assert f["counts"]["unpaired"] == 4
 
 
-def test_non_json_frames_and_unknown_messages_are_counted_not_fatal(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_non_json_frames_and_unknown_messages_are_counted_not_fatal(run: Run, tmp_path: Path) -> None:
     rec = steady(n=61).raw_ws(1, "garbage{").ws(2, {"hello": "world"}).ws(3, [1, 2])
     rec.ws(4, {"type": "account_balance", "key": "DU1234", "data": {}})  # no seq
     result = check(run, rec, tmp_path)
@@ -218,55 +237,7 @@ def test_non_json_frames_and_unknown_messages_are_counted_not_fatal(run, tmp_pat
 # -- outputs --------------------------------------------------------------------------------------
 
 
-def test_diff_report_shows_a_table_of_paths_with_both_values(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, balance(1.25), balance(2.5))
-    result = run("diff", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")))
-    assert result.exit_code == 1
-    assert "FAIL" in result.stdout
-    row = next(line for line in result.stdout.splitlines() if "equity" in line and "changed" in line)
-    assert "1.25" in row
-    assert "2.5" in row
-
-
-def test_network_text_is_escaped_in_the_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, balance(note="[bold]x\x1b[2J"), balance(note="y"))
-    result = run("diff", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")))
-    assert "\x1b" not in result.stdout
-    assert "[bold]x" in result.stdout
-
-
-def test_junit_has_one_case_per_feature(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rec = steady(n=61).pair(70, "positions", "DU1234", 1, positions([("ES", 1, 1.0)]), positions([("ES", 1, 2.0)]))
-    junit = tmp_path / "parity.xml"
-    result = run("check", "--all", "--replay", str(rec.write(tmp_path / "r.jsonl")), "--junit", str(junit))
-    assert result.exit_code == 1
-    suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite is not None
-    cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"account_balance", "positions", "intraday", "global_market"}
-    assert cases["account_balance"].find("failure") is None
-    assert cases["account_balance"].find("skipped") is None
-    failure = cases["positions"].find("failure")
-    assert failure is not None
-    assert "positions[symbol=ES].last_price" in (failure.text or "")
-    assert cases["intraday"].find("skipped") is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "2")
-
-
-def test_github_actions_annotations(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, balance(1.0), balance(2.0))
-    result = run("check", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl")))
-    assert "::error title=thorcut parity FAIL: account_balance::" in result.stdout
-    assert "equity" in result.stdout
-
-
-def test_no_annotations_outside_github_actions(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rec = steady(n=55).pair(61, "account_balance", "DU1234", 56, balance(1.0), balance(2.0))
-    assert "::error" not in run("check", "account_balance", "--replay", str(rec.write(tmp_path / "r.jsonl"))).stdout
-
-
-def test_replay_is_deterministic(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_replay_is_deterministic(run: Run, tmp_path: Path) -> None:
     rec = steady(n=70)
     for i in range(30):
         rec.pair(80 + i, "positions", "DU1234", i + 1, positions([("ES", i, 1.0)]), positions([("ES", i % 3, 1.0)]))
@@ -277,7 +248,7 @@ def test_replay_is_deterministic(run, tmp_path: Path) -> None:  # type: ignore[n
     assert json.loads(first)["features"]["positions"]["verdict"] == "FAIL"
 
 
-def test_replay_writes_nothing_to_redis(run, tmp_path: Path, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_replay_writes_nothing_to_redis(run: Run, tmp_path: Path, client: redis.Redis, keys: Keys) -> None:
     assert run("check", "account_balance", "--replay", str(steady(n=61).write(tmp_path / "r.jsonl"))).exit_code == 0
     assert client.exists(keys.parity("account_balance")) == 0
 
@@ -285,7 +256,7 @@ def test_replay_writes_nothing_to_redis(run, tmp_path: Path, client, keys) -> No
 # -- bad input ------------------------------------------------------------------------------------
 
 
-def test_unknown_feature_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_feature_exits_2(run: Run, tmp_path: Path) -> None:
     result = run("check", "balances", "--replay", str(steady(n=1).write(tmp_path / "r.jsonl")))
     assert result.exit_code == 2
     assert "unknown feature 'balances'" in result.stderr
@@ -312,7 +283,9 @@ def test_unknown_feature_exits_2(run, tmp_path: Path) -> None:  # type: ignore[n
         ),
     ],
 )
-def test_malformed_recording_exits_2_naming_the_line(run, tmp_path: Path, content: str, line: int, why: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_recording_exits_2_naming_the_line(
+    run: Run, tmp_path: Path, content: str, line: int, why: str
+) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
     result = run("check", "--all", "--replay", str(path))
@@ -322,13 +295,13 @@ def test_malformed_recording_exits_2_naming_the_line(run, tmp_path: Path, conten
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_missing_recording_exits_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_recording_exits_2(run: Run, tmp_path: Path) -> None:
     result = run("check", "--all", "--replay", str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2
     assert "cannot read recording" in result.stderr
 
 
-def test_live_diff_needs_a_feature_or_all(run) -> None:  # type: ignore[no-untyped-def]
+def test_live_diff_needs_a_feature_or_all(run: Run) -> None:
     # Issue 9: a replay with no feature named judges what the recording holds
     # (tests/parity/test_replay_features.py); a live diff still needs to be told what to sample.
     result = run("diff", "--duration", "1")

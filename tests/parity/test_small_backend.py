@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from tests.conftest import set_flag, start_redis
+from tests.runner import Run
+from thorcut.redisconn import Keys
 
 THRESHOLDS = "[features.positions.thresholds]\nmin_paired = 5\nmin_duration = 1\n"
 
@@ -43,7 +46,7 @@ class Backend:
 
 
 @pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client, keys) -> Iterator[Backend]:  # type: ignore[no-untyped-def]
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: redis.Redis, keys: Keys) -> Iterator[Backend]:
     """The backend, with positions in shadow in this test's Redis (check/diff refuse an off feature)."""
     set_flag(client, keys, "positions", "shadow", 1)
     state = Backend()
@@ -118,7 +121,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client, keys) -> It
             http.server_close()
 
 
-def test_learn_noise_proposes_ignore_rules(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_learn_noise_proposes_ignore_rules(run: Run, backend: Backend) -> None:
     backend.noise = True
     result = run("diff", "positions", "--learn-noise", "--duration", "1.5")
     assert result.exit_code == 0, result.stderr
@@ -128,7 +131,7 @@ def test_learn_noise_proposes_ignore_rules(run, backend: Backend) -> None:  # ty
     assert as_json["positions"]["paths"] == {"request_id": as_json["positions"]["compared"]}
 
 
-def test_the_learned_rule_makes_the_noisy_feature_pass(run, backend: Backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_learned_rule_makes_the_noisy_feature_pass(run: Run, backend: Backend, tmp_path: Path) -> None:
     backend.noise = True
     noisy = json.loads(run("check", "positions", "--duration", "1.5", "--json", "--no-store").stdout)
     assert noisy["features"]["positions"]["verdict"] == "FAIL"
@@ -138,7 +141,7 @@ def test_the_learned_rule_makes_the_noisy_feature_pass(run, backend: Backend, tm
     assert result.exit_code == 0, result.stdout
 
 
-def test_a_stream_that_drops_mid_run_reconnects_without_counting_a_gap(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_a_stream_that_drops_mid_run_reconnects_without_counting_a_gap(run: Run, backend: Backend) -> None:
     backend.close_after = 5
     result = run("check", "positions", "--duration", "2.5", "--json", "--no-store")
     body = json.loads(result.stdout)
@@ -149,7 +152,7 @@ def test_a_stream_that_drops_mid_run_reconnects_without_counting_a_gap(run, back
     assert f["counts"]["samples"] > 5  # messages kept coming after the reconnect
 
 
-def test_garbage_frames_are_counted_never_fatal(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_frames_are_counted_never_fatal(run: Run, backend: Backend) -> None:
     backend.garbage = True
     result = run("check", "positions", "--duration", "1.5", "--json", "--no-store")
     body = json.loads(result.stdout)
@@ -157,7 +160,7 @@ def test_garbage_frames_are_counted_never_fatal(run, backend: Backend) -> None: 
     assert body["non_json_frames"] >= 2
 
 
-def test_rest_errors_are_counted_by_status(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_rest_errors_are_counted_by_status(run: Run, backend: Backend) -> None:
     backend.rest_status = 503
     result = run("check", "positions", "--duration", "1", "--json", "--no-store")
     f = json.loads(result.stdout)["features"]["positions"]
@@ -166,7 +169,7 @@ def test_rest_errors_are_counted_by_status(run, backend: Backend) -> None:  # ty
     assert f["rest_errors"]["http_503"] == f["counts"]["samples"]
 
 
-def test_verdicts_are_stored_unless_told_not_to(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_verdicts_are_stored_unless_told_not_to(run: Run, backend: Backend, client: redis.Redis, keys: Keys) -> None:
     assert run("check", "positions", "--duration", "1.5", "--no-store").exit_code == 0
     assert client.exists(keys.parity("positions")) == 0
     assert run("check", "positions", "--duration", "1.5").exit_code == 0
@@ -180,7 +183,9 @@ def test_verdicts_are_stored_unless_told_not_to(run, backend: Backend, client, k
     assert row["parity"]["stream"] == "ok"
 
 
-def test_mismatch_examples_land_in_the_bounded_list(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_mismatch_examples_land_in_the_bounded_list(
+    run: Run, backend: Backend, client: redis.Redis, keys: Keys
+) -> None:
     backend.noise = True
     assert run("check", "positions", "--duration", "1.5").exit_code == 1
     examples = [json.loads(e) for e in client.lrange(keys.mismatches("positions"), 0, -1)]
@@ -189,9 +194,9 @@ def test_mismatch_examples_land_in_the_bounded_list(run, backend: Backend, clien
     assert "request_id" in client.hget(keys.parity("positions"), "last_mismatch")
 
 
-def test_unreachable_redis_before_a_live_run_exits_4_at_once(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_before_a_live_run_exits_4_at_once(run: Run, backend: Backend) -> None:
     """The stages are read first: no Redis, no sampling (its verdicts could not be stored either)."""
-    from thorcut.devstack import free_port
+    from thorcut.dev.stack import free_port
 
     result = run("check", "positions", "--duration", "30", "--redis-url", f"redis://u:pw@127.0.0.1:{free_port()}/0",
                  "--timeout", "0.5")  # fmt: skip
@@ -203,8 +208,8 @@ def test_unreachable_redis_before_a_live_run_exits_4_at_once(run, backend: Backe
     assert ":pw@" not in result.stderr + result.stdout
 
 
-def test_no_store_judges_without_redis(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    from thorcut.devstack import free_port
+def test_no_store_judges_without_redis(run: Run, backend: Backend) -> None:
+    from thorcut.dev.stack import free_port
 
     result = run("check", "positions", "--duration", "1.5", "--no-store", "--json",
                  "--redis-url", f"redis://127.0.0.1:{free_port()}/0", "--timeout", "0.5")  # fmt: skip
@@ -213,7 +218,7 @@ def test_no_store_judges_without_redis(run, backend: Backend) -> None:  # type: 
     assert json.loads(result.stdout)["features"]["positions"]["verdict"] == "PASS"
 
 
-def test_redis_lost_during_a_live_run_exits_4_but_shows_the_report(run, backend: Backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_redis_lost_during_a_live_run_exits_4_but_shows_the_report(run: Run, backend: Backend, tmp_path: Path) -> None:
     import redis
 
     from thorcut.redisconn import Keys
@@ -235,7 +240,7 @@ def test_redis_lost_during_a_live_run_exits_4_but_shows_the_report(run, backend:
     assert "Redis at" in result.stderr
 
 
-def test_named_off_feature_is_refused_at_once(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_named_off_feature_is_refused_at_once(run: Run, backend: Backend, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "off", 2)
     result = run("check", "positions", "--duration", "30")
     assert result.exit_code == 2
@@ -249,14 +254,14 @@ def test_named_off_feature_is_refused_at_once(run, backend: Backend, client, key
     assert "thorcut shadow positions" in diff.stderr
 
 
-def test_all_skips_off_features_and_says_so(run, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_all_skips_off_features_and_says_so(run: Run, backend: Backend) -> None:
     result = run("check", "--all", "--duration", "1.5", "--json", "--no-store")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert list(json.loads(result.stdout)["features"]) == ["positions"]
     assert "skipping account_balance, intraday, global_market: off, nothing is broadcast" in result.stderr
 
 
-def test_every_feature_off_is_refused(run, backend: Backend, client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_every_feature_off_is_refused(run: Run, backend: Backend, client: redis.Redis, keys: Keys) -> None:
     set_flag(client, keys, "positions", "off", 2)
     for args in (("check",), ("check", "--all"), ("diff", "--all")):
         result = run(*args, "--duration", "30")

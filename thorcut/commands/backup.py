@@ -9,11 +9,12 @@ from pathlib import Path
 
 import typer
 
+from thorcut.cli.options import ConfigOpt, JsonOpt, ReasonOpt, RedisUrlOpt, TimeoutOpt
+from thorcut.cli.output import err, out, print_json
+from thorcut.cli.session import open_session
 from thorcut.errors import UsageError
 from thorcut.flags import backup as store_backup
-from thorcut.options import ConfigOpt, JsonOpt, ReasonOpt, RedisUrlOpt, TimeoutOpt
-from thorcut.output import err, out, print_json, safe
-from thorcut.session import open_session
+from thorcut.text import safe
 
 app = typer.Typer()
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import typer
 
-from thorcut.config import Settings, load_settings, redact_url
+from thorcut.cli.options import ConfigOpt, JsonOpt, RedisUrlOpt
+from thorcut.cli.output import err, out, print_json
+from thorcut.config import Settings, load_settings
 from thorcut.errors import UsageError
-from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt
-from thorcut.output import err, out, print_json
+from thorcut.values import redact_url
 
 app = typer.Typer(help="Run the local demo stack.", no_args_is_help=True)
 
@@ -69,7 +70,8 @@ def up(
 
     Example: thorcut dev up --port 8100
     """
-    from thorcut import devstack, devstate
+    from thorcut.dev import stack as devstack
+    from thorcut.dev import state as devstate
 
     settings = load_settings({"redis_url": redis_url}, config=config)
     previous = devstate.read_state(state_dir)
@@ -90,7 +92,7 @@ def up(
     state["already_running"] = kept and not started
     backend = state.get("backend")
     if isinstance(backend, dict) and "leader" not in backend:
-        from thorcut import devbackend
+        from thorcut.dev import backend as devbackend
 
         runners = [p["pid"] for p in backend["processes"] if p.get("role") == "jobs"]
         url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
@@ -106,7 +108,9 @@ def _ensure_backend(state: dict[str, Any], previous: dict[str, Any] | None, sett
     if the web server and another runner run on; else a new one (after stopping what is left of
     the old). Return whether anything was started. On failure the state file keeps the Redis
     only (and what still runs of a backend whose runner could not be replaced)."""
-    from thorcut import devbackend, devstack, devstate
+    from thorcut.dev import backend as devbackend
+    from thorcut.dev import stack as devstack
+    from thorcut.dev import state as devstate
 
     url = str(state["url"]) if state["embedded"] else settings.redis_url  # the state's copy is redacted
     old = previous.get("backend") if previous else None
@@ -226,7 +230,7 @@ def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bo
 
 def _runners_line(backend: dict[str, Any]) -> str:
     """Say which job runner leads and which stands by ("" for a backend without runners)."""
-    from thorcut.devbackend import LOCK_TTL
+    from thorcut.dev.backend import LOCK_TTL
 
     runners = [p for p in backend["processes"] if p.get("role") == "jobs"]
     if not runners:
@@ -247,7 +251,7 @@ def down(state_dir: Path = StateDirOpt) -> None:
 
     Example: thorcut dev down
     """
-    from thorcut import devstack
+    from thorcut.dev import stack as devstack
 
     stopped = devstack.down(state_dir)
     if stopped:

@@ -6,11 +6,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from thorcut.cli.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
+from thorcut.cli.output import out, print_json
+from thorcut.cli.session import open_session
 from thorcut.errors import AuditChainBroken
-from thorcut.features import check_feature
-from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
-from thorcut.output import out, print_json, safe
-from thorcut.session import open_session
+from thorcut.flags.stages import check_feature
+from thorcut.text import safe
 
 app = typer.Typer()
 

@@ -27,13 +27,14 @@ from typing import Annotated, Any
 
 import typer
 
+from thorcut.cli.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
+from thorcut.cli.output import err, out, print_json
 from thorcut.compare.shadow import FeatureReport, ShadowJudge
-from thorcut.compare.verdict import Verdict
-from thorcut.config import Settings, load_settings, redact_url
+from thorcut.config import Settings, load_settings
 from thorcut.errors import ParityFailed, Pending, RedisUnavailable, UsageError
-from thorcut.features import check_feature
-from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, TimeoutOpt
-from thorcut.output import err, out, print_json
+from thorcut.flags.stages import check_feature
+from thorcut.values import redact_url
+from thorcut.verdict import Verdict
 
 app = typer.Typer()
 
@@ -105,7 +106,7 @@ def _broadcasting(settings: Settings, names: list[str], *, explicit: bool, timeo
     Named off features are refused (UsageError); with --all they are skipped and said so on
     stderr. Raises RedisUnavailable (exit 4) if the stages cannot be read, unless ``no_store``.
     """
-    from thorcut.features import Stage
+    from thorcut.flags.stages import Stage
     from thorcut.flags.store import FlagStore
     from thorcut.redisconn import Keys, connect, translated
 
@@ -149,9 +150,9 @@ def _summary(reports: dict[str, FeatureReport]) -> str:
 
 def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | None, url: str | None,
                 headers: list[str] | None, record: Path | None, live_view: bool) -> Any:  # fmt: skip
-    from thorcut.backend import auth_headers, rest_base, with_features, ws_url
-    from thorcut.report import progress
-    from thorcut.shadowrun import LiveOptions, run_live
+    from thorcut.parity.live import LiveOptions, run_live
+    from thorcut.parity.report import progress
+    from thorcut.wire.urls import auth_headers, rest_base, with_features, ws_url
 
     if duration is None:  # the window runs from the first to the last event: leave it room
         duration = max(s.thresholds.min_duration for s in judge.specs.values()) + WINDOW_MARGIN
@@ -183,21 +184,21 @@ def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | Non
 
 def _store(settings: Settings, reports: dict[str, FeatureReport], source: str, timeout: float | None) -> None:
     from thorcut.flags.store import FlagStore
+    from thorcut.parity.report import mismatch_examples, parity_record
     from thorcut.redisconn import Keys, connect
-    from thorcut.report import mismatch_examples, parity_fields
 
     client = connect(settings.redis_url, timeout or settings.timeout)
     store = FlagStore(client, Keys(settings.prefix), settings.features, operator=settings.operator)
     for name, r in reports.items():
-        store.record_parity(name, parity_fields(r, source), mismatch_examples(r))
+        store.record_parity(name, parity_record(r, source), mismatch_examples(r))
 
 
 def _run(*, features: list[str], all_: bool, default_all: bool, duration: float | None, replay: Path | None,
          record: Path | None, samples: int | None, url: str | None, backend_url: str | None,
          headers: list[str] | None, junit: Path | None, as_json: bool, no_store: bool, redis_url: str | None,
          timeout: float | None, config: Path | None, command: str) -> None:  # fmt: skip
-    from thorcut.report import github_annotations, render, to_json, write_junit
-    from thorcut.shadowrun import replay as run_replay
+    from thorcut.parity.replay import replay as run_replay
+    from thorcut.parity.report import github_annotations, render, to_json, write_junit
 
     _check_numbers(duration, samples)
     settings = load_settings({"redis_url": redis_url, "timeout": timeout, "backend_url": backend_url}, config=config)
@@ -314,9 +315,9 @@ def _learn_noise(settings: Settings, names: list[str], duration: float, url: str
 
     from rich.table import Table
 
-    from thorcut.backend import auth_headers, rest_base, with_features, ws_url
-    from thorcut.output import safe
-    from thorcut.shadowrun import learn_noise
+    from thorcut.parity.noise import learn_noise
+    from thorcut.text import safe
+    from thorcut.wire.urls import auth_headers, rest_base, with_features, ws_url
 
     result = asyncio.run(
         learn_noise(settings.manifest, names, with_features(ws_url(settings, url), names), rest_base(settings),

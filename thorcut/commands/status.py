@@ -16,16 +16,18 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from thorcut.compare.verdict import ParityRecord, Verdict
-from thorcut.config import Settings, redact_url
-from thorcut.features import Stage
+from thorcut.cli.options import ConfigOpt, JsonOpt, RedisUrlOpt, Seconds, TimeoutOpt
+from thorcut.cli.output import err, out, print_json
+from thorcut.cli.session import Session, open_session
+from thorcut.config import Settings
 from thorcut.flags.epoch import StoreEpoch
 from thorcut.flags.rollout import bad_override, env_override, reads_from
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagState
-from thorcut.options import ConfigOpt, JsonOpt, RedisUrlOpt, Seconds, TimeoutOpt
-from thorcut.output import ago, err, fit_table, out, print_json, safe
 from thorcut.redisconn import Keys, persistence
-from thorcut.session import Session, open_session
+from thorcut.text import ago, fit_table, safe
+from thorcut.values import redact_url
+from thorcut.verdict import ParityRecord, Verdict
 
 app = typer.Typer()
 

@@ -16,17 +16,19 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from thorcut.backend import auth_headers, describe_headers, with_features, ws_url
-from thorcut.compare.health import Event, StreamHealth, as_seq, path_get
-from thorcut.compare.verdict import parse_iso
+from thorcut.cli.options import ConfigOpt, Seconds
+from thorcut.cli.output import reader_left
+from thorcut.clock import parse_iso
+from thorcut.compare.health import Event, StreamHealth
+from thorcut.compare.locators import as_seq, path_get
 from thorcut.config import Settings, load_settings
 from thorcut.errors import ThorcutError
-from thorcut.features import Stage, check_feature
+from thorcut.flags.stages import Stage, check_feature
 from thorcut.manifest import Locators
-from thorcut.options import ConfigOpt, Seconds
-from thorcut.output import reader_left, safe
-from thorcut.recording import RecordingWriter
-from thorcut.stream import Frame, Notice, StreamClient
+from thorcut.text import safe
+from thorcut.wire.recording import RecordingWriter
+from thorcut.wire.stream import Frame, Notice, StreamClient
+from thorcut.wire.urls import auth_headers, describe_headers, with_features, ws_url
 
 app = typer.Typer()
 

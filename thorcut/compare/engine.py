@@ -1,82 +1,24 @@
 """The compare engine: are a WebSocket body and a REST body equal under a feature's noise rules?
 
 Pure (no I/O). :class:`Comparator` takes two parsed JSON values (dict, list, str, int, float,
-bool, None) and :class:`Rules`, and answers with :meth:`~Comparator.equal` (fast, a bool) or
-:meth:`~Comparator.explain` (every :class:`Difference`, in path order).
-
-**Values.** Numbers compare by value across int and float (``1 == 1.0``, ``-0.0 == 0.0``), never
-across types: ``"1" != 1``, ``true != 1``, ``false != 0``, ``null != 0`` (all
-:attr:`Kind.TYPE_CHANGED`), and a key holding ``null`` is not a missing key
-(:attr:`Kind.MISSING_ON_WS` / :attr:`Kind.EXTRA_ON_WS`). bool is not a number. NaN equals NaN;
-an infinity equals only itself. Object key order never matters; list order does, except in keyed
-lists.
-
-**Paths** are relative to the compared body: ``""`` is the root, object keys are dotted
-(``equity``, ``greeks.delta``), list items are ``[i]`` (``bars[3].close``) and items of a keyed
-list are ``[field=value]`` (``positions[symbol=ES].quantity``). A key that is empty, is ``*``, or
-holds ``.``, ``[``, ``]``, ``"``, ``\\`` or whitespace is written as a JSON string in brackets
-(``meta["a.b"].c``). A key value is written bare when it is a plain string (``[symbol=ES]``) and
-as JSON otherwise: numbers, ``true``, ``null``, and strings that would read as one of those or
-hold brackets, quotes or whitespace (``[id=3]`` is the number, ``[id="3"]`` the string).
-
-**Rule patterns** use the same syntax, plus ``[*]`` for any list item (indexed or keyed), ``*``
-as a whole segment for any one object key, and ``*`` alone for every path (a default). A path
-copied from a report is therefore a valid pattern. Malformed patterns raise
-:class:`~thorcut.errors.ConfigError`.
-
-* ``ignore``: the matching subtree is dropped on both sides (a missing ignored key is no
-  difference). Ignoring the items of a plain list (``bars[*]``) hides their contents, not a change
-  in the list's length; ignore the list itself for that.
-* ``tolerance``: two numbers at a matching path are equal when
-  ``|a-b| <= max(abs, rel*max(|a|,|b|))`` (``|a-b|`` in floating point; integers too large for a
-  float compare exactly). Patterns name number paths, not subtrees (``greeks.*`` covers the
-  numbers directly under ``greeks``). The most specific matching pattern wins: segment by segment
-  from the left, a literal beats a wildcard (so an exact path beats any wildcard, ``a.*`` beats
-  ``*.b``) and ``*`` alone comes last; among equal patterns the first listed wins. An explicit
-  ``Tolerance(0, 0)`` makes a path exact under a looser default.
-* ``keyed_lists``: the list at a matching path is compared as a set of objects keyed by the field
-  (same precedence as tolerance). A key absent on one side is one MISSING_ON_WS/EXTRA_ON_WS at
-  ``list[field=value]`` holding the whole item (the value written is REST's when both sides have
-  the item). Key values match by the value rules above (``1`` and ``1.0`` are the same key,
-  ``"1"`` is not). If, on either side, an item is not an
-  object, lacks the field, has a NaN, list or object as its key, or shares its key with another
-  item, the whole list falls back to positional comparison (paths ``list[i]``); rules written with
-  ``[field=value]`` then do not match its items, rules with ``[*]`` still do. The key field is
-  used for matching even when an ignore rule hides it.
-
-**Plain lists** of different lengths give one :attr:`Kind.LIST_LENGTH` difference at the list's
-path (``ws``/``rest`` hold the two lengths) *and* the differences of the items both sides have.
-
-**Order.** :meth:`Comparator.explain` lists differences in path order: object keys sorted, list
-items by index (``bars[2]`` before ``bars[10]``), keyed items by key value (numbers, then
-booleans, null, strings), a list's LIST_LENGTH before its items. ``limit`` keeps the first ones
-in that order and stops the walk early.
-
-**Speed.** :meth:`Comparator.equal` first tests whether the two values are identical in type and
-value (equal :mod:`pickle` bytes: ``True``, ``1`` and ``1.0`` all differ, where ``==`` blurs
-them); identical values are equal under any rules. For an object body each member is tested on
-its own, so a noisy ignored ``as_of`` does not cost the shortcut for ``positions``. What is not
-identical goes through the normalising walk. Pickle rather than :mod:`marshal` (as fast here):
-marshal writes an object that is referenced elsewhere as a back-reference, so two identical
-bodies could miss the shortcut for a reason no caller can see. Values of other than JSON types
-are equal when of one type and ``==`` or identical. DeepDiff is the test and benchmark baseline
-only; it is not imported.
+bool, None) and :class:`~thorcut.compare.rules.Rules`, and answers with
+:meth:`~Comparator.equal` (fast, a bool) or :meth:`~Comparator.explain` (every
+:class:`Difference`, in path order). What counts as equal, how paths are written and how rules
+match: docs/compare.md. The value rules are in :mod:`.equality`, the path language in
+:mod:`.paths`, the rules and their automaton in :mod:`.rules`; here are the two walks.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
-import re
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
-from fractions import Fraction
 from typing import Any, Final
 
-from thorcut.errors import ConfigError
-from thorcut.manifest import FeatureSpec, Tolerance
+from thorcut.compare.equality import NUMBER, close, family, identical, key_order, same, typed_key
+from thorcut.compare.paths import child_path
+from thorcut.compare.rules import CompiledRules, Rules, State
+from thorcut.manifest import Tolerance
 
 
 class _Missing:
@@ -138,244 +80,6 @@ class Difference:
         }
 
 
-@dataclass(frozen=True)
-class Rules:
-    """A feature's noise rules (see the module docstring for the pattern syntax)."""
-
-    ignore: tuple[str, ...] = ()
-    tolerance: tuple[tuple[str, Tolerance], ...] = ()
-    keyed_lists: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_spec(cls, spec: FeatureSpec) -> Rules:
-        """Return the rules of a manifest feature."""
-        return cls(ignore=spec.ignore, tolerance=spec.tolerance, keyed_lists=spec.keyed_lists)
-
-
-# -- values ------------------------------------------------------------------------------------
-
-_NUMBER = (int, float)
-_FAMILY: dict[type, str] = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-                            bool: "boolean", type(None): "null"}  # fmt: skip
-
-
-def _family(value: Any) -> object:
-    return _FAMILY.get(type(value), type(value))
-
-
-def _close(a: Any, b: Any, tol: Tolerance | None) -> bool:
-    """Whether two unequal (``a != b``) int/float numbers are equal under the value rules."""
-    if a != a or b != b:  # NaN equals NaN, and nothing else
-        return bool(a != a and b != b)
-    if tol is None or (not tol.abs and not tol.rel):
-        return False
-    try:
-        if type(a) is int and type(b) is int:
-            diff: Any = abs(a - b)
-        else:
-            fa, fb = float(a), float(b)
-            if fa in (_INF, -_INF) or fb in (_INF, -_INF):
-                return False
-            # An int a float cannot hold exactly would be rounded by the subtraction.
-            diff = abs(fa - fb) if fa == a and fb == b else abs(Fraction(a) - Fraction(b))
-        bound = max(tol.abs, tol.rel * max(abs(a), abs(b))) if tol.rel else tol.abs
-    except OverflowError:  # beyond float range: exact comparison only
-        return False
-    return bool(diff <= bound)
-
-
-_INF = float("inf")
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality of two leaves of one type; beyond JSON types, identical also counts (a tuple
-    holding NaN is not ``==`` to its copy), so the walk agrees with the identity shortcut."""
-    return a is b or bool(a == b) or (type(a) not in _FAMILY and _identical(a, b))
-
-
-def _typed_key(value: Any) -> Any:
-    """Return the key a keyed list files ``value`` under, or None if it cannot be a key."""
-    t = type(value)
-    if t is str:
-        return value
-    if t is int or t is float:
-        return None if value != value else (0, value)  # 1 and 1.0 are one key; NaN is none
-    if t is bool:
-        return (1, value)
-    if value is None:
-        return (2, 0)
-    return None
-
-
-def _key_order(tk: Any) -> tuple[Any, ...]:
-    return (3, tk) if type(tk) is str else tk
-
-
-# -- paths -------------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r'[^.\[\]"\\\s]+')
-_BARE_FIELD = re.compile(r'[^.\[\]"\\\s=]+')
-_BARE_VALUE = re.compile(r'[^\[\]"\\\s]+')
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_SEGMENT = re.compile(
-    rf"""\[(?:(?P<any>\*)|(?P<index>[0-9]+)|(?P<qkey>{_QUOTED})
-          |(?P<field>{_BARE_FIELD.pattern}|{_QUOTED})=(?P<value>{_QUOTED}|{_BARE_VALUE.pattern}))\]
-       |(?P<dot>\.)?(?P<bare>{_BARE_KEY.pattern})""",
-    re.VERBOSE,
-)
-
-
-def _reads_as_literal(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _key_path(path: str, key: Any) -> str:
-    if type(key) is str and key != "*" and _BARE_KEY.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(str(key), ensure_ascii=False)}]"
-
-
-def _sub(path: str, seg: tuple[Any, ...]) -> str:
-    if seg[0] == 0:
-        return _key_path(path, seg[1])
-    if seg[0] == 1:
-        return f"{path}[{seg[1]}]"
-    return _item_path(path, seg[1], seg[2])
-
-
-def _item_path(path: str, field: str, value: Any) -> str:
-    f = field if _BARE_FIELD.fullmatch(field) else json.dumps(field, ensure_ascii=False)
-    if type(value) is str and _BARE_VALUE.fullmatch(value) and not _reads_as_literal(value):
-        return f"{path}[{f}={value}]"
-    return f"{path}[{f}={json.dumps(value, ensure_ascii=False)}]"
-
-
-# A parsed pattern segment: ("key", k) ("anykey",) ("index", i) ("anyitem",) ("keyed", field, tk)
-_Seg = tuple[Any, ...]
-
-
-def _parse(pattern: str, what: str) -> list[_Seg]:
-    """Return the segments of ``pattern``; raise :class:`ConfigError` if it is malformed."""
-    segs: list[_Seg] = []
-    pos = 0
-    while pos < len(pattern):
-        m = _SEGMENT.match(pattern, pos)
-        if m is None or (m["bare"] is not None and bool(m["dot"]) != (pos > 0)):
-            raise ConfigError(
-                f"{what} pattern {pattern!r} is malformed at character {pos + 1}; write dotted keys with "
-                '[*] for any list item and * for any key, e.g. positions[*].updated_at or meta["a.b"]'
-            )
-        if m["bare"] is not None:
-            segs.append(("anykey",) if m["bare"] == "*" else ("key", m["bare"]))
-        elif m["any"]:
-            segs.append(("anyitem",))
-        elif m["index"] is not None:
-            segs.append(("index", int(m["index"])))
-        elif m["qkey"] is not None:
-            segs.append(("key", json.loads(m["qkey"])))
-        else:
-            field = json.loads(m["field"]) if m["field"].startswith('"') else m["field"]
-            raw = m["value"]
-            value = json.loads(raw) if raw.startswith('"') or _reads_as_literal(raw) else raw
-            tk = _typed_key(value)
-            if tk is None:
-                raise ConfigError(f"{what} pattern {pattern!r}: {raw} cannot be a list key")
-            segs.append(("keyed", field, tk))
-        pos = m.end()
-    return segs
-
-
-# -- compiled rules ----------------------------------------------------------------------------
-
-
-class _Node:
-    """A node of the pattern trie; ``tol``/``keyed`` carry (rank, value) to pick the most specific."""
-
-    __slots__ = ("any_item", "any_key", "ignore", "index", "keyed", "keyed_items", "keys", "tol")
-
-    def __init__(self) -> None:
-        self.keys: dict[str, _Node] = {}
-        self.any_key: _Node | None = None
-        self.index: dict[int, _Node] = {}
-        self.keyed_items: dict[tuple[str, Any], _Node] = {}
-        self.any_item: _Node | None = None
-        self.ignore = False
-        self.tol: tuple[tuple[Any, ...], Tolerance] | None = None
-        self.keyed: tuple[tuple[Any, ...], str] | None = None
-
-    def insert(self, segs: list[_Seg]) -> _Node:
-        node = self
-        for seg in segs:
-            kind = seg[0]
-            if kind == "key":
-                node = node.keys.setdefault(seg[1], _Node())
-            elif kind == "index":
-                node = node.index.setdefault(seg[1], _Node())
-            elif kind == "keyed":
-                node = node.keyed_items.setdefault((seg[1], seg[2]), _Node())
-            elif kind == "anykey":
-                node.any_key = node = node.any_key or _Node()
-            else:
-                node.any_item = node = node.any_item or _Node()
-        return node
-
-
-_CACHE_CAP = 4096  # transitions remembered per state; keys under a wildcard may be unbounded
-
-
-class _State:
-    """The trie nodes matching one path, with what they decide there and cached transitions."""
-
-    __slots__ = ("_index", "_items", "_keys", "ignore", "items_free", "keyed", "nodes", "owner", "tol")
-
-    def __init__(self, owner: Comparator, nodes: tuple[_Node, ...]) -> None:
-        self.owner = owner
-        self.nodes = nodes
-        self.ignore = any(n.ignore for n in nodes)
-        tols = [n.tol for n in nodes if n.tol is not None]
-        self.tol = max(tols, key=lambda t: t[0])[1] if tols else owner._tol
-        keyeds = [n.keyed for n in nodes if n.keyed is not None]
-        self.keyed = max(keyeds, key=lambda k: k[0])[1] if keyeds else owner._keyed
-        self.items_free = not any(n.any_item or n.index or n.keyed_items for n in nodes)  # no rule below items
-        self._keys: dict[str, _State | None] = {}
-        self._index: dict[int, _State | None] = {}
-        self._items: dict[tuple[str, Any], _State | None] = {}
-
-    def key(self, k: str) -> _State | None:
-        st = self._keys.get(k, self)
-        if st is self:
-            any_key = [n.any_key for n in self.nodes if n.any_key]
-            st = self._remember(self._keys, k, [n.keys[k] for n in self.nodes if k in n.keys] + any_key)
-        return st
-
-    def index(self, i: int) -> _State | None:
-        st = self._index.get(i, self)
-        if st is self:
-            any_item = [n.any_item for n in self.nodes if n.any_item]
-            st = self._remember(self._index, i, [n.index[i] for n in self.nodes if i in n.index] + any_item)
-        return st
-
-    def item(self, field: str, tk: Any) -> _State | None:
-        fk = (field, tk)
-        st = self._items.get(fk, self)
-        if st is self:
-            any_item = [n.any_item for n in self.nodes if n.any_item]
-            st = self._remember(
-                self._items, fk, [n.keyed_items[fk] for n in self.nodes if fk in n.keyed_items] + any_item
-            )
-        return st
-
-    def _remember(self, cache: dict[Any, _State | None], key: Any, nodes: list[_Node]) -> _State | None:
-        st = self.owner._state(nodes)
-        if len(cache) < _CACHE_CAP:
-            cache[key] = st
-        return st
-
-
 class _Enough(Exception):
     """Raised inside :meth:`Comparator.explain` once ``limit`` differences are found."""
 
@@ -399,7 +103,7 @@ def _keyed_map(items: list[Any], field: str) -> dict[Any, Any] | None:
     for item in items:
         if type(item) is not dict:
             return None
-        tk = _typed_key(item.get(field, MISSING))
+        tk = typed_key(item.get(field, MISSING))
         if tk is None or tk in out:
             return None
         out[tk] = item
@@ -410,52 +114,15 @@ class Comparator:
     """Compares bodies under one set of :class:`Rules` (patterns compiled once, reused)."""
 
     def __init__(self, rules: Rules) -> None:
-        """Compile ``rules``; raise :class:`ConfigError` for a malformed pattern or tolerance."""
+        """Compile ``rules``; raise :class:`~thorcut.errors.ConfigError` for a malformed pattern or
+        tolerance."""
         self.rules = rules
-        self._tol: Tolerance | None = None  # the "*" defaults
-        self._keyed: str | None = None
-        self._all_ignored = False
-        self._states: dict[tuple[int, ...], _State] = {}
-        root = _Node()
-        has_rules = False
-        for pattern in rules.ignore:
-            if pattern == "*":
-                self._all_ignored = True
-            else:
-                root.insert(_parse(pattern, "ignore")).ignore = has_rules = True
-        for i, (pattern, tol) in enumerate(rules.tolerance):
-            if not (tol.abs >= 0 and tol.rel >= 0):  # also refuses NaN
-                raise ConfigError(f"tolerance for {pattern!r} must have abs and rel >= 0, not {tol}")
-            if pattern == "*":
-                self._tol = self._tol or tol
-                continue
-            segs = _parse(pattern, "tolerance")
-            node, rank = root.insert(segs), (_rank(segs), -i)
-            if node.tol is None or rank > node.tol[0]:
-                node.tol = (rank, tol)
-            has_rules = True
-        for i, (pattern, field) in enumerate(rules.keyed_lists):
-            if not field:
-                raise ConfigError(f"keyed list {pattern!r} needs a key field name")
-            if pattern == "*":
-                self._keyed = self._keyed or field
-                continue
-            segs = _parse(pattern, "keyed_lists")
-            node, rank = root.insert(segs), (_rank(segs), -i)
-            if node.keyed is None or rank > node.keyed[0]:
-                node.keyed = (rank, field)
-            has_rules = True
-        self._root = self._state([root]) if has_rules else None
-
-    def _state(self, nodes: list[_Node]) -> _State | None:
-        if not nodes:
-            return None
-        unique = tuple(dict.fromkeys(nodes))
-        ident = tuple(id(n) for n in unique)
-        st = self._states.get(ident)
-        if st is None:
-            st = self._states[ident] = _State(self, unique)
-        return st
+        compiled = CompiledRules(rules)
+        self._compiled = compiled  # holds the automaton's states
+        self._tol = compiled.tol  # the "*" defaults, read where no state applies
+        self._keyed = compiled.keyed
+        self._all_ignored = compiled.all_ignored
+        self._root = compiled.root
 
     # -- public ----------------------------------------------------------------------------
 
@@ -466,7 +133,7 @@ class Comparator:
             return True
         if type(ws) is dict and type(rest) is dict:
             return self._eq_top(ws, rest, root)
-        return _identical(ws, rest) or self._eq(ws, rest, root)
+        return identical(ws, rest) or self._eq(ws, rest, root)
 
     def explain(self, ws: Any, rest: Any, limit: int | None = None) -> list[Difference]:
         """Return the differences between ``ws`` and ``rest`` in path order, at most ``limit``.
@@ -489,7 +156,7 @@ class Comparator:
 
     # -- the equality walk (no paths, stops at the first difference) -------------------------
 
-    def _eq_top(self, a: dict[Any, Any], b: dict[Any, Any], st: _State | None) -> bool:
+    def _eq_top(self, a: dict[Any, Any], b: dict[Any, Any], st: State | None) -> bool:
         """The root object: each container child is first tested for identity (one pickle pass
         over the body when all are identical, and a noisy ignored key does not force a walk)."""
         for k, v in a.items():
@@ -503,7 +170,7 @@ class Comparator:
             if tv is not dict and tv is not list:
                 if not self._leaf_eq(v, w, self._tol if cst is None else cst.tol):
                     return False
-            elif not (v is w or (type(w) is tv and _identical(v, w)) or self._eq(v, w, cst)):
+            elif not (v is w or (type(w) is tv and identical(v, w)) or self._eq(v, w, cst)):
                 return False
         for k in b:
             if k not in a:
@@ -512,7 +179,7 @@ class Comparator:
                     return False
         return True
 
-    def _eq(self, a: Any, b: Any, st: _State | None) -> bool:
+    def _eq(self, a: Any, b: Any, st: State | None) -> bool:
         if st is None:
             return self._eq_plain(a, b)
         ta = type(a)
@@ -551,7 +218,7 @@ class Comparator:
             return True
         return self._leaf_eq(a, b, st.tol)
 
-    def _eq_keyed(self, ma: dict[Any, Any], mb: dict[Any, Any], field: str, st: _State | None) -> bool:
+    def _eq_keyed(self, ma: dict[Any, Any], mb: dict[Any, Any], field: str, st: State | None) -> bool:
         if st is None:  # no rule below the items
             eq = self._eq_plain
             return len(ma) == len(mb) and all(v is (w := mb.get(tk, MISSING)) or eq(v, w) for tk, v in ma.items())
@@ -571,15 +238,15 @@ class Comparator:
 
     def _leaf_eq(self, a: Any, b: Any, tol: Tolerance | None) -> bool:
         ta, tb = type(a), type(b)
-        if ta in _NUMBER and tb in _NUMBER:  # bool is not in _NUMBER: type() is exact
-            return a == b or _close(a, b, tol)
-        return ta is tb and ta is not dict and ta is not list and _same(a, b)
+        if ta in NUMBER and tb in NUMBER:  # bool is not in NUMBER: type() is exact
+            return a == b or close(a, b, tol)
+        return ta is tb and ta is not dict and ta is not list and same(a, b)
 
     def _eq_plain(self, a: Any, b: Any) -> bool:
         """The walk where no rule applies below (only the ``*`` defaults); the hot path."""
         ta, tb = type(a), type(b)
         if ta is not tb:
-            return ta in _NUMBER and tb in _NUMBER and (a == b or _close(a, b, self._tol))
+            return ta in NUMBER and tb in NUMBER and (a == b or close(a, b, self._tol))
         if ta is dict:
             if len(a) != len(b):
                 return False
@@ -592,7 +259,7 @@ class Comparator:
                     if tv is not tw or v != w:
                         return False
                 elif tv is float or tv is int:
-                    if not ((tw is float or tw is int) and (v == w or _close(v, w, self._tol))):
+                    if not ((tw is float or tw is int) and (v == w or close(v, w, self._tol))):
                         return False
                 elif w is MISSING or not self._eq_plain(v, w):
                     return False
@@ -600,8 +267,8 @@ class Comparator:
         if ta is list:
             return self._eq_list_plain(a, b, self._keyed)
         if ta is float or ta is int:
-            return a == b or _close(a, b, self._tol)
-        return _same(a, b)
+            return a == b or close(a, b, self._tol)
+        return same(a, b)
 
     def _eq_list_plain(self, a: list[Any], b: list[Any], field: str | None) -> bool:
         """Lists whose items no rule reaches, keyed by ``field`` (None: plain)."""
@@ -613,8 +280,8 @@ class Comparator:
                 for v, w in zip(a, b, strict=True):
                     if type(v) is not dict or type(w) is not dict:
                         break
-                    tk = _typed_key(v.get(field, MISSING))
-                    if tk is None or tk != _typed_key(w.get(field, MISSING)):
+                    tk = typed_key(v.get(field, MISSING))
+                    if tk is None or tk != typed_key(w.get(field, MISSING)):
                         break
                     if not (v is w or eq(v, w)):
                         return False
@@ -629,9 +296,9 @@ class Comparator:
 
     # -- the explaining walk (paths, in order; skips equal subtrees with the equality walk) ---
 
-    def _diff(self, a: Any, b: Any, st: _State | None, path: str, out: _Out) -> None:
-        fa = _family(a)
-        if fa != _family(b):
+    def _diff(self, a: Any, b: Any, st: State | None, path: str, out: _Out) -> None:
+        fa = family(a)
+        if fa != family(b):
             out.add(path, Kind.TYPE_CHANGED, a, b)
         elif fa == "object":
             try:
@@ -649,7 +316,7 @@ class Comparator:
             if field is not None:
                 ma, mb = _keyed_map(a, field), _keyed_map(b, field)
             if field is not None and ma is not None and mb is not None:
-                for tk in sorted(ma.keys() | mb.keys(), key=_key_order):
+                for tk in sorted(ma.keys() | mb.keys(), key=key_order):
                     cst = st.item(field, tk) if st is not None else None
                     if cst is not None and cst.ignore:
                         continue
@@ -667,42 +334,12 @@ class Comparator:
         elif not self._leaf_eq(a, b, st.tol if st is not None else self._tol):
             out.add(path, Kind.CHANGED, a, b)
 
-    def _child(self, v: Any, w: Any, cst: _State | None, path: str, out: _Out, seg: tuple[Any, ...]) -> None:
+    def _child(self, v: Any, w: Any, cst: State | None, path: str, out: _Out, seg: tuple[Any, ...]) -> None:
         """Compare one child; ``seg`` names it: (0, key), (1, index) or (2, field, key value)."""
         if v is MISSING:
-            out.add(_sub(path, seg), Kind.MISSING_ON_WS, MISSING, w)
+            out.add(child_path(path, seg), Kind.MISSING_ON_WS, MISSING, w)
         elif w is MISSING:
-            out.add(_sub(path, seg), Kind.EXTRA_ON_WS, v, MISSING)
+            out.add(child_path(path, seg), Kind.EXTRA_ON_WS, v, MISSING)
         elif (type(v) is list and type(w) is list) or not (v is w or self._eq(v, w, cst)):
             # A list goes straight to _diff, which skips its equal items itself.
-            self._diff(v, w, cst, _sub(path, seg), out)
-
-
-def _identical(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are the same in type and value (False when it cannot tell).
-
-    Equal pickles unpickle to one value, and pickle tells True, 1 and 1.0 apart (``==`` does not).
-    """
-    try:
-        return _pickled(a) == _pickled(b)
-    except (pickle.PicklingError, TypeError, RecursionError):  # not plain data, or too deep
-        return False
-
-
-class _PlainPickler(pickle.Pickler):
-    """Pickles plain data only: every object that would need a reducer (a class instance, a
-    subclass of dict or str, an enum) is refused, so equal bytes never hide a custom ``__eq__``."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        raise TypeError(f"{type(obj).__name__} is not plain data")
-
-
-def _pickled(value: Any) -> bytes:
-    out = io.BytesIO()
-    _PlainPickler(out, pickle.HIGHEST_PROTOCOL).dump(value)
-    return out.getvalue()
-
-
-def _rank(segs: list[_Seg]) -> tuple[int, ...]:
-    """Specificity: patterns matching one path have as many segments; literals beat wildcards."""
-    return tuple(0 if s[0] in ("anykey", "anyitem") else 1 for s in segs)
+            self._diff(v, w, cst, child_path(path, seg), out)

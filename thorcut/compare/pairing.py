@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+_NONE = object()  # "no such entry" in the maps, where a stored body may be None (JSON null)
+
 
 # Slotted, not frozen: a frozen __init__ sets each field through object.__setattr__ (1 µs a pair).
 @dataclass(slots=True)
@@ -113,8 +115,8 @@ class Pairer:
             s.newest = seq
         if len(s.responses) > self.keep:  # let the longest held go
             s.responses.popitem(last=False)
-        waiting = s.waiting.pop(seq, None)
-        if waiting is not None:
+        waiting = s.waiting.pop(seq, _NONE)  # a body may be null: None cannot mean "not waiting"
+        if waiting is not _NONE:
             self.on_pair(Pair(type_, key, seq, waiting, body))
             if again is not None and seq in s.responses:
                 s.responses[seq] = _Again(again)
@@ -130,7 +132,7 @@ class Pairer:
     def give_up(self, type_: str, key: str, seq: int, why: str = "rest_behind") -> None:
         """Stop waiting for ``seq`` (REST never reached it): report it unpaired."""
         s = self.streams.get((type_, key))
-        if s is not None and s.waiting.pop(seq, None) is not None:
+        if s is not None and s.waiting.pop(seq, _NONE) is not _NONE:
             self.on_unpaired(type_, key, seq, why)
 
     def flush(self) -> None:

@@ -30,11 +30,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from thorcut.compare.engine import Comparator, Difference, Rules
-from thorcut.compare.health import Counters, Event, StreamHealth, as_seq, path_get
+from thorcut.compare.engine import Comparator, Difference
+from thorcut.compare.health import Counters, Event, StreamHealth
+from thorcut.compare.locators import as_seq, path_get
 from thorcut.compare.pairing import Pair, Pairer
-from thorcut.compare.verdict import Verdict
+from thorcut.compare.rules import Rules
 from thorcut.manifest import Endpoint, FeatureSpec, Manifest, Thresholds
+from thorcut.verdict import Verdict
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from thorcut.compare.verdict import now_iso
+from thorcut.clock import now_iso
 from thorcut.errors import StoreHasData, UsageError
 from thorcut.flags.audit import AuditEntry, entry_hash, verify_chain
 from thorcut.redisconn import Keys

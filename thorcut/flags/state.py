@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thorcut.errors import UsageError
-from thorcut.features import Stage
+from thorcut.flags.stages import Stage
 
 
 @dataclass(frozen=True)

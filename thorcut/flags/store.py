@@ -18,12 +18,13 @@ from typing import Any
 
 import redis
 
-from thorcut.compare.verdict import ParityRecord, gate, now_iso
+from thorcut.clock import now_iso
 from thorcut.errors import EvidenceRefused, StaleVersion, StoreWasReset, TransitionRefused, UsageError
-from thorcut.features import Stage, allowed, route_hint
 from thorcut.flags.audit import AuditEntry, ChainReport, entry_hash, verify_chain
 from thorcut.flags.epoch import GENESIS, StoreEpoch, genesis_problem, new_epoch, read_epoch
+from thorcut.flags.stages import Stage, allowed, route_hint
 from thorcut.flags.state import FlagState, check_text
+from thorcut.verdict import ParityRecord, gate
 
 __all__ = ["FlagState", "FlagStore", "Outcome", "Request"]
 from thorcut.redisconn import Keys
@@ -152,14 +153,14 @@ class FlagStore:
             pipe.hgetall(self.keys.parity(name))
         return {n: ParityRecord.from_hash(d) for n, d in zip(self.features, pipe.execute(), strict=True)}
 
-    def record_parity(self, feature: str, fields: dict[str, str], examples: list[str], *, limit: int = 1000) -> None:
-        """Replace ``feature``'s verdict hash with ``fields`` and push ``examples`` (JSON, newest
+    def record_parity(self, feature: str, record: ParityRecord, examples: list[str], *, limit: int = 1000) -> None:
+        """Replace ``feature``'s verdict hash with ``record`` and push ``examples`` (JSON, newest
         first) onto its bounded mismatch list, in one transaction."""
         if feature not in self.features:
             raise UsageError(f"unknown feature {feature!r}; valid features: {', '.join(self.features)}")
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(self.keys.parity(feature))
-        pipe.hset(self.keys.parity(feature), mapping=dict(fields))  # type: ignore[arg-type]
+        pipe.hset(self.keys.parity(feature), mapping=record.to_hash())  # type: ignore[arg-type]
         if examples:
             pipe.lpush(self.keys.mismatches(feature), *examples)
             pipe.ltrim(self.keys.mismatches(feature), 0, limit - 1)

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from thorcut.features import Stage
 from thorcut.flags.rollout import env_override, reads_websocket
+from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagState
 from thorcut.redisconn import Keys
 

@@ -1,8 +1,9 @@
 """Which features are on WebSocket, for this process: the thorcut flag watcher, started once.
 
 Every backend process (job runner and ASGI workers) runs one :class:`FlagWatcher`. Reads are in
-memory (the heartbeat asks on every tick); ``WS_FEATURE_*`` in the environment wins, as in the
-original Thor system; a process that never reached Redis treats every feature as ``off``.
+memory (the heartbeat asks on every tick); ``WS_FEATURE_*`` in the environment (each feature's
+``env_override`` in ``thor_trading.features``) wins, as in the original Thor system; a process
+that never reached Redis treats every feature as ``off``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from thorcut.features import DEFAULT_FEATURES, Stage
-from thorcut.flags.rollout import broadcasts
-from thorcut.flags.watcher import EffectiveFlag, FlagWatcher
-from thorcut.redisconn import Keys, connect
+from thor_trading.features import FEATURES, NAMES
+from thorcut.flags import EffectiveFlag, FlagWatcher, Keys, broadcasts, connect
 
-FEATURES = DEFAULT_FEATURES
 _lock = threading.Lock()
 _watcher: FlagWatcher | None = None
 
@@ -31,11 +29,13 @@ def watcher() -> FlagWatcher:
             _watcher = FlagWatcher(
                 lambda: connect(url, 2.0, check=False),
                 Keys(settings.THORCUT_PREFIX),
-                FEATURES,
+                NAMES,
+                # Every feature named ("" = none): given no names, the watcher would make its own.
+                overrides={f.name: f.env_override or "" for f in FEATURES},
             )
             _watcher.add_listener(_export_version)
             _watcher.start(wait=2.0)
-            for feature in FEATURES:
+            for feature in NAMES:
                 _export_version(feature, _watcher.get(feature))
         return _watcher
 
@@ -53,14 +53,6 @@ def stop() -> None:
         if _watcher is not None:
             _watcher.stop()
             _watcher = None
-
-
-def flag(feature: str) -> EffectiveFlag:
-    return watcher().get(feature)
-
-
-def stage(feature: str) -> Stage:
-    return watcher().stage(feature)
 
 
 def is_broadcast(feature: str) -> bool:

@@ -3,7 +3,7 @@
 import { createContext, useContext, useSyncExternalStore } from "react";
 
 import type { LiveRuntime } from "../services/live";
-import type { ConnectionState, WebSocketManager } from "../services/websocket";
+import type { ConnectionState, WebSocketManager } from "../services/stream";
 
 /** Provided once by the dashboard; tests provide a runtime built on fakes. */
 export const LiveRuntimeContext = createContext<LiveRuntime | null>(null);

@@ -8,6 +8,7 @@
  */
 
 import type { DataSource, Envelope, EnvelopeType } from "../types";
+import { Subscribable } from "./subscribable";
 
 export interface StoredEnvelope<T = unknown> {
   envelope: Envelope<T>;
@@ -17,11 +18,9 @@ export interface StoredEnvelope<T = unknown> {
   receivedAt: number;
 }
 
-type Listener = () => void;
-
 export class FeatureStore {
   private readonly entries = new Map<string, StoredEnvelope>();
-  private readonly listeners = new Set<Listener>();
+  private readonly changes = new Subscribable();
   private revision = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -38,7 +37,7 @@ export class FeatureStore {
       receivedAt: this.now(),
     });
     this.revision += 1;
-    for (const listener of [...this.listeners]) listener();
+    this.changes.notify();
     return true;
   }
 
@@ -60,14 +59,13 @@ export class FeatureStore {
     return this.revision;
   }
 
-  subscribe(listener: Listener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  subscribe(listener: () => void): () => void {
+    return this.changes.subscribe(listener);
   }
 
   clear(): void {
     this.entries.clear();
     this.revision += 1;
-    for (const listener of [...this.listeners]) listener();
+    this.changes.notify();
   }
 }

@@ -23,8 +23,9 @@ import { FeatureStore } from "./feature-store";
 import type { StoredEnvelope } from "./feature-store";
 import { HttpError } from "./http";
 import { wsDebug } from "./log";
-import { WebSocketManager, streamUrl } from "./websocket";
-import type { ManagerOptions, RefetchReason } from "./websocket";
+import { WebSocketManager, streamUrl } from "./stream";
+import type { ManagerOptions, RefetchReason } from "./stream";
+import { Subscribable } from "./subscribable";
 import { CutoverState, sourceOf } from "./websocket-cutover";
 
 export interface LiveOptions {
@@ -60,8 +61,6 @@ export interface FeatureView {
   error: string | null;
 }
 
-type Listener = () => void;
-
 export class LiveRuntime {
   readonly manager: WebSocketManager;
   readonly cutover: CutoverState;
@@ -72,7 +71,7 @@ export class LiveRuntime {
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly errors = new Map<string, string>();
   private readonly restRequests = {} as Record<Feature, number>;
-  private readonly listeners = new Set<Listener>();
+  private readonly changes = new Subscribable();
   private revision = 0;
   private running = false;
   private unauthorized = false;
@@ -254,10 +253,8 @@ export class LiveRuntime {
     };
   }
 
-  subscribe = (listener: Listener): (() => void) => {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  };
+  /** Bound: `useSyncExternalStore` takes it detached from the runtime. */
+  subscribe = (listener: () => void): (() => void) => this.changes.subscribe(listener);
 
   /** Changes on any store, flag, connection or error change (a `useSyncExternalStore` snapshot). */
   getRevision = (): number => this.revision;
@@ -313,7 +310,7 @@ export class LiveRuntime {
 
   private changed(): void {
     this.revision += 1;
-    for (const listener of [...this.listeners]) listener();
+    this.changes.notify();
   }
 }
 

@@ -11,6 +11,7 @@
 
 import { FEATURES, isFeature } from "../types";
 import type { DataSource, Feature, FeatureFlag, FlagMap, Stage } from "../types";
+import { Subscribable } from "./subscribable";
 
 export const CLIENT_ID_KEY = "thor.clientId";
 
@@ -83,11 +84,9 @@ export function getClientId(storage: Storage | null = localStorageOrNull(), gene
   return id;
 }
 
-type Listener = (changed: Feature[]) => void;
-
 export class CutoverState {
   private flags: FlagMap = defaultFlags();
-  private readonly listeners = new Set<Listener>();
+  private readonly changes = new Subscribable<[changed: Feature[]]>();
   /** Whether any flags were ever received (REST or WebSocket). */
   loaded = false;
 
@@ -132,14 +131,13 @@ export class CutoverState {
     this.loaded = true;
     if (changed.length) {
       this.flags = next;
-      for (const listener of [...this.listeners]) listener(changed);
+      this.changes.notify(changed);
     }
     return changed;
   }
 
-  subscribe(listener: Listener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  subscribe(listener: (changed: Feature[]) => void): () => void {
+    return this.changes.subscribe(listener);
   }
 }
 

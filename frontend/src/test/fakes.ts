@@ -5,7 +5,7 @@ import { Http } from "../services/http";
 import type { FetchLike } from "../services/http";
 import { LiveRuntime } from "../services/live";
 import type { LiveOptions } from "../services/live";
-import type { CloseEventLike, MessageEventLike, WebSocketCtor, WebSocketLike } from "../services/websocket";
+import type { CloseEventLike, MessageEventLike, WebSocketCtor, WebSocketLike } from "../services/stream";
 import type { Envelope, EnvelopeType, Feature, FeatureFlag, Stage } from "../types";
 import { TYPE_FEATURE } from "../types";
 

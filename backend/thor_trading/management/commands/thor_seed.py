@@ -7,8 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from thor_trading.exchanges import EXCHANGES
 from thor_trading.jobs import build_jobs
-from thor_trading.market import CONTRACTS, EXCHANGES
+from thor_trading.market import CONTRACTS
 from thor_trading.models import Account, IntradayBar, MarketSession, PositionsSnapshot
 
 

@@ -1,0 +1,9 @@
+/** The page's WebSocket stream: what the runtime, the hooks and the test fakes import. */
+
+export { WebSocketManager } from "./connection";
+export type { ConnectionState, ManagerOptions, RefetchReason } from "./connection";
+export type { FeatureCounters } from "./health";
+export type { FlagsMessage, ServerMessage, ServerMessageType } from "./messages";
+export { CLOSE_PONG_TIMEOUT, CLOSE_UNAUTHENTICATED } from "./socket";
+export type { CloseEventLike, MessageEventLike, WebSocketCtor, WebSocketLike } from "./socket";
+export { streamUrl } from "./url";
