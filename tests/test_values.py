@@ -54,6 +54,8 @@ def test_parse_duration_refuses_non_finite_and_huge(raw: object) -> None:
         ("redis://h/-1", "whole number"),
         ("redis://h/abc", "whole number"),
         ("redis://h/0?db=one", "whole number"),
+        ("rediss://:pw@h/0?ssl_cert_reqs=bogus", "ssl_cert_reqs must be one of none, optional, required"),
+        ("redis://h/0?ssl_cert_reqs=none", "is a TLS option; use rediss://"),
     ],
 )
 def test_check_redis_url_refuses_what_redis_py_would_guess_at(url: str, message: str) -> None:
@@ -62,7 +64,11 @@ def test_check_redis_url_refuses_what_redis_py_would_guess_at(url: str, message:
     assert "pw" not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["redis://h", "redis://h/", "redis://h:1/15", "rediss://u:p@h/99", "unix:///s?db=3"])
+@pytest.mark.parametrize(
+    "url",
+    ["redis://h", "redis://h/", "redis://h:1/15", "rediss://u:p@h/99", "unix:///s?db=3",
+     "rediss://h/0?ssl_cert_reqs=none", "rediss://h/0?ssl_cert_reqs=required"],
+)  # fmt: skip
 def test_check_redis_url_accepts_good_urls_and_leaves_the_db_range_to_the_server(url: str) -> None:
     assert check_redis_url(url, "x") == url
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import redis
 
@@ -93,6 +93,61 @@ def _hint(url: str) -> str:
     return f"start it, or point THORCUT_REDIS_URL / --redis-url at a running Redis (tried {redact_url(url)})"
 
 
+#: OpenSSL's certificate verify errors that only strict X.509 verification (``VERIFY_X509_STRICT``,
+#: X509_V_FLAG_X509_STRICT) raises, by code, with OpenSSL 3's text for each: x509_vfy.h's block
+#: "Errors in case a check in X509_V_FLAG_X509_STRICT mode fails", less 79 ("invalid CA
+#: certificate"), which an issuer marked CA:FALSE raises without strict too. The text is matched
+#: when no code is at hand.
+_STRICT_ONLY: Final[Mapping[int, str]] = {
+    78: "cert info signature and signature algorithm mismatch",
+    80: "Path length invalid for non-CA cert",
+    81: "Path length given without key usage keyCertSign",
+    82: "Key usage keyCertSign invalid for non-CA cert",
+    83: "Issuer name empty",
+    84: "Subject name empty",
+    85: "Missing Authority Key Identifier",
+    86: "Missing Subject Key Identifier",
+    87: "Empty Subject Alternative Name extension",
+    88: "Subject empty and Subject Alt Name extension not critical",
+    89: "Basic Constraints of CA cert not marked critical",
+    90: "Authority Key Identifier marked critical",
+    91: "Subject Key Identifier marked critical",
+    92: "CA cert does not include key usage extension",
+    93: "Using cert extension requires at least X509v3",
+}
+
+
+def _strict_refusal(exc: BaseException) -> str | None:
+    """Return OpenSSL's reason when strict X.509 verification alone refused the server's
+    certificate, else None. redis-py raises its own ConnectionError while handling the
+    :class:`ssl.SSLCertVerificationError`, whose code is looked for along the chain."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        code = getattr(cause, "verify_code", None)
+        if isinstance(code, int) and code in _STRICT_ONLY:
+            return str(getattr(cause, "verify_message", None) or _STRICT_ONLY[code])
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    return next((reason for reason in _STRICT_ONLY.values() if reason in text), None)
+
+
+def _strict_opt_out() -> str:
+    """How to keep such certificates: a redis-py that lets the URL drop the flag."""
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    if "ssl_exclude_verify_flags" in URL_QUERY_ARGUMENT_PARSERS:
+        return (
+            "keep them and add ssl_exclude_verify_flags=VERIFY_X509_STRICT to the URL's query (the strict "
+            "checks are then off; the CA and the host name are still verified)"
+        )
+    return (
+        "keep them: upgrade redis-py to a version that takes ssl_exclude_verify_flags=VERIFY_X509_STRICT in "
+        "the URL's query (the strict checks are then off; the CA and the host name are still verified)"
+    )
+
+
 def translate(exc: Exception, url: str) -> RedisUnavailable:
     """Return the user-facing error for a redis-py exception; never includes a password."""
     safe = redact_url(url)
@@ -102,6 +157,15 @@ def translate(exc: Exception, url: str) -> RedisUnavailable:
         return RedisUnavailable(f"Redis at {safe} did not answer in time — {_hint(url)}")
     if isinstance(exc, redis.ResponseError) and "NOAUTH" in str(exc):
         return RedisUnavailable(f"Redis at {safe} needs a password — put it in the URL (redis://user:pass@host)")
+    strict = _strict_refusal(exc)
+    if strict is not None:
+        return RedisUnavailable(
+            f"TLS handshake with Redis at {safe} failed: the server's certificate was refused by strict X.509 "
+            f"verification (Python 3.13+ sets VERIFY_X509_STRICT): {strict} — reissue the certificates as a CA "
+            "issues them (the CA's with basicConstraints critical CA:TRUE, keyUsage critical keyCertSign,cRLSign "
+            "and a subjectKeyIdentifier; the server's with an authorityKeyIdentifier and a subjectAltName naming "
+            f"the host), or {_strict_opt_out()}"
+        )
     if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc):
         return RedisUnavailable(
             f"TLS handshake with Redis at {safe} failed ({exc}) — name the CA that signed the server's "

@@ -149,6 +149,7 @@ _REDIS_OPTIONS = frozenset({
     "db", "socket_timeout", "socket_connect_timeout", "socket_read_size", "socket_keepalive", "retry_on_timeout",
     "max_connections", "health_check_interval", "timeout", "protocol", "client_name", "legacy_responses",
 })  # fmt: skip
+_CERT_REQS = ("none", "optional", "required")
 _REDIS_TIME_OPTIONS = frozenset({"socket_timeout", "socket_connect_timeout", "timeout", "health_check_interval"})
 
 
@@ -157,6 +158,8 @@ def _check_redis_option(name: str, value: str, scheme: str, bad: str) -> None:
     if name.startswith("ssl_"):
         if scheme != "rediss":
             raise ConfigError(f"{bad}: {name} is a TLS option; use rediss:// for TLS, or drop it")
+        if name == "ssl_cert_reqs" and value not in _CERT_REQS:  # redis-py raises only on the first command
+            raise ConfigError(f"{bad}: ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {value!r}")
         return
     if name not in _REDIS_OPTIONS:
         known = ", ".join(sorted(_REDIS_OPTIONS))

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.backend.conftest import BACKEND, Server, start_server
+from tests.backend_fixtures import BACKEND, Server, start_server, stop_process
 from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.manifest import DEFAULT_MANIFEST
@@ -38,20 +38,23 @@ def stack(
     log = (tmp_path / "jobs.log").open("wb")
     jobs = subprocess.Popen([sys.executable, "manage.py", "run_jobs"], cwd=BACKEND, env=env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
-    server: Server = start_server(thor_env, tmp_path / "uvicorn.log")
     client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
-    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="tests")
     try:
-        yield {"server": server, "jobs": jobs, "store": store, "token": demo_users["demo"]["token"]}
-    finally:
-        for feature in DEFAULT_MANIFEST.names:  # leave the shared prefix as other tests expect it: all off
-            while store.read(feature).stage is not Stage.OFF:
-                current = store.read(feature).stage
-                store.change(feature, Stage.SHADOW if current in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
-        jobs.terminate()
-        jobs.wait(10)
+        server: Server = start_server(thor_env, tmp_path / "uvicorn.log")
+        try:
+            store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="tests")
+            try:
+                yield {"server": server, "jobs": jobs, "store": store, "token": demo_users["demo"]["token"]}
+            finally:
+                for feature in DEFAULT_MANIFEST.names:  # leave the shared prefix as other tests expect it: all off
+                    while store.read(feature).stage is not Stage.OFF:
+                        current = store.read(feature).stage
+                        store.change(feature, Stage.SHADOW if current in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
+        finally:
+            server.stop()
+    finally:  # the runner is reaped whatever failed above, never left running for the GC to find
+        stop_process(jobs)
         log.close()
-        server.stop()
         client.close()
 
 

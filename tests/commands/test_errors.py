@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.runner import Run
+from tests.tls import CA_WITHOUT_KEY_USAGE, Chain, issue
 from thorcut.dev.stack import EmbeddedRedis, free_port
 from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
+from thorcut.redisconn import translate
 
 
 def test_unreachable_redis_exits_4_within_timeout_naming_redacted_url(run: Run) -> None:
@@ -138,52 +143,128 @@ def test_real_process_exit_code_and_stderr(cli_env: dict[str, str]) -> None:
     assert result.stderr.startswith("Error: unknown feature 'nope'")
 
 
-def test_rediss_url_connects_over_tls_and_explains_an_unknown_ca(
-    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
-) -> None:
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    ssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=thorcut test CA",
-    )
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
-    (tmp_path / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.crt",
-        "-days", "1", "-extfile", "ext")  # fmt: skip
+@contextmanager
+def _tls_redis(redis_server: EmbeddedRedis, chain: Chain, folder: Path) -> Iterator[int]:
+    """A redis-server serving TLS with ``chain`` (no client certificates) on a port it yields once
+    it listens; on the way out, checks that its log shows TLS handshakes (each test has one fail)."""
     port = free_port()
     with subprocess.Popen(
-        [redis_server.binary, "--port", "0", "--tls-port", str(port), "--tls-cert-file", "srv.crt",
-         "--tls-key-file", "srv.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no", "--save", ""],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [redis_server.binary, "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(chain.cert),
+         "--tls-key-file", str(chain.key), "--tls-ca-cert-file", str(chain.ca), "--tls-auth-clients", "no",
+         "--save", ""],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     ) as proc:  # fmt: skip
         try:
-            url = f"rediss://default:tls-pass@127.0.0.1:{port}/0"
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                result = run("status", "--json", "--redis-url", f"{url}?ssl_ca_certs={tmp_path / 'ca.crt'}")
-                if result.exit_code == 0:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                     break
-                time.sleep(0.05)
-            assert result.exit_code == 0, result.stderr
-            unknown_ca = run("status", "--redis-url", url)
-            assert unknown_ca.exit_code == 4
-            assert "TLS handshake with Redis at rediss://default:***@127.0.0.1" in unknown_ca.stderr
-            assert "ssl_ca_certs" in unknown_ca.stderr
-            assert "tls-pass" not in unknown_ca.stderr
+                except OSError:
+                    assert proc.poll() is None, proc.communicate()[0][-300:]
+                    assert time.monotonic() < deadline, "redis-server did not listen within 5 s"
+                    time.sleep(0.02)
+            yield port
         finally:
             proc.terminate()
             output = proc.communicate(timeout=5)[0]
-    assert "TLS" in output or "tls" in output, output[-300:]
+    assert "tls" in output.lower() or "ssl routines" in output.lower(), output[-300:]
+
+
+def _words(text: str) -> str:
+    """``text`` with every run of whitespace one space (a long message may be wrapped)."""
+    return " ".join(text.split())
+
+
+def test_rediss_url_connects_over_tls_and_explains_an_unknown_ca(
+    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    chain = issue(tmp_path)  # as a CA issues them: strict X.509 verification accepts it
+    with _tls_redis(redis_server, chain, tmp_path) as port:
+        url = f"rediss://default:tls-pass@127.0.0.1:{port}/0"
+        result = run("status", "--json", "--redis-url", f"{url}?ssl_ca_certs={chain.ca}")
+        assert result.exit_code == 0, result.stderr
+        unknown_ca = run("status", "--redis-url", url)
+    assert unknown_ca.exit_code == 4
+    stderr = _words(unknown_ca.stderr)
+    assert "TLS handshake with Redis at rediss://default:***@127.0.0.1" in stderr
+    assert "ssl_ca_certs" in stderr
+    assert "strict X.509" not in stderr
+    assert "tls-pass" not in stderr
+
+
+def test_rediss_certificate_refused_by_strict_x509_verification_says_so(
+    run: Run, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    # A CA without keyUsage, as `openssl req -x509` makes one when not told otherwise: trusted
+    # (named by ssl_ca_certs) and otherwise valid, so only strict verification refuses the chain.
+    chain = issue(tmp_path, ca=CA_WITHOUT_KEY_USAGE)
+    strict_by_default = sys.version_info >= (3, 13)  # ssl.create_default_context() sets VERIFY_X509_STRICT
+    with _tls_redis(redis_server, chain, tmp_path) as port:
+        url = f"rediss://default:tls-pass@127.0.0.1:{port}/0?ssl_ca_certs={chain.ca}"
+        default = run("status", "--json", "--redis-url", url)
+        # redis-py takes verify flags in the URL: strict on, or off, on any Python.
+        strict = run("status", "--redis-url", f"{url}&ssl_include_verify_flags=VERIFY_X509_STRICT")
+        lax = run("status", "--json", "--redis-url", f"{url}&ssl_exclude_verify_flags=VERIFY_X509_STRICT")
+    refusals = [strict, default] if strict_by_default else [strict]
+    for refused in refusals:
+        assert refused.exit_code == 4, refused.stderr
+        stderr = _words(refused.stderr)
+        assert f"TLS handshake with Redis at rediss://default:***@127.0.0.1:{port}/0" in stderr
+        assert (
+            "the server's certificate was refused by strict X.509 verification (Python 3.13+ sets "
+            "VERIFY_X509_STRICT): CA cert does not include key usage extension — reissue the certificates"
+        ) in stderr
+        assert "keyUsage critical keyCertSign,cRLSign" in stderr
+        assert "ssl_exclude_verify_flags=VERIFY_X509_STRICT" in stderr  # the way out the message names…
+        assert "name the CA" not in stderr  # …not the unknown-CA advice: the CA is named already
+        assert "tls-pass" not in refused.stderr + refused.stdout
+    if not strict_by_default:
+        assert default.exit_code == 0, default.stderr
+    assert lax.exit_code == 0, lax.stderr  # …and it works
+
+
+class _VerifyFailed(OSError):
+    """Stands for :class:`ssl.SSLCertVerificationError`: a verify code and OpenSSL's message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message} (_ssl.c:1020)")
+        self.verify_code, self.verify_message = code, message
+
+
+def _redis_error(cause: OSError | None, text: str) -> redis.ConnectionError:
+    """redis-py's ConnectionError, with ``cause`` as its context (redis-py raises it while handling that)."""
+    error = redis.ConnectionError(text)
+    error.__context__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "strict"),
+    [
+        (92, "CA cert does not include key usage extension", True),
+        (85, "Missing Authority Key Identifier", True),
+        (89, "Basic Constraints of CA cert not marked critical", True),
+        (82, "Key usage keyCertSign invalid for non-CA cert", True),
+        (80, "Path length invalid for non-CA cert", True),
+        (20, "unable to get local issuer certificate", False),  # an unknown CA: strict or not
+        (79, "invalid CA certificate", False),  # a CA:FALSE issuer too, strict or not
+        (10, "certificate has expired", False),
+    ],
+)
+@pytest.mark.parametrize("has_code", [True, False])
+def test_tls_errors_name_strict_x509_verification_only_for_its_own_checks(
+    code: int, reason: str, strict: bool, has_code: bool
+) -> None:
+    url = "rediss://default:tls-pass@127.0.0.1:6390/0"
+    text = f"Error 1 connecting to 127.0.0.1:6390. [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {reason}"
+    # With the code (redis-py keeps the ssl error as the context), or from the text alone.
+    message = str(translate(_redis_error(_VerifyFailed(code, reason) if has_code else None, text), url))
+    assert "tls-pass" not in message
+    assert message.startswith("TLS handshake with Redis at rediss://default:***@127.0.0.1:6390/0 failed")
+    if strict:
+        assert f"refused by strict X.509 verification (Python 3.13+ sets VERIFY_X509_STRICT): {reason} — " in message
+        assert "ssl_exclude_verify_flags=VERIFY_X509_STRICT" in message
+    else:
+        assert "strict" not in message
+        assert "ssl_ca_certs" in message

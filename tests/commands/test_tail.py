@@ -23,11 +23,11 @@ import pytest
 import redis
 from websockets.asyncio.server import ServerConnection
 
-from tests.backend_fixtures import BACKEND, Server
+from tests.backend_fixtures import BACKEND, Server, stop_process
 from tests.runner import Run
 from tests.wire.ws_server import Handler, StartWsServer, env, ndjson, sender
 from thorcut.clock import now_iso
-from thorcut.commands.tail import summarize
+from thorcut.commands.tail_view import summarize
 from thorcut.config import load_settings
 from thorcut.dev.stack import free_port
 from thorcut.flags.stages import Stage
@@ -358,13 +358,14 @@ def thor_stack(
     try:
         yield thor_server, demo_users["demo"]["token"], store
     finally:
-        for feature in DEFAULT_MANIFEST.names:  # other tests expect the shared prefix all off
-            while (stage := store.read(feature).stage) is not Stage.OFF:
-                store.change(feature, Stage.SHADOW if stage in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
-        jobs.terminate()
-        jobs.wait(10)
-        log.close()
-        client.close()
+        try:
+            for feature in DEFAULT_MANIFEST.names:  # other tests expect the shared prefix all off
+                while (stage := store.read(feature).stage) is not Stage.OFF:
+                    store.change(feature, Stage.SHADOW if stage in (Stage.LIVE, Stage.COMPLETE) else Stage.OFF)
+        finally:  # the runner is reaped whatever failed, never left running for the GC to find
+            stop_process(jobs)
+            log.close()
+            client.close()
 
 
 def test_tail_follows_positions_from_the_thor_backend(run: Run, thor_stack: tuple[Server, str, FlagStore]) -> None:

@@ -7,6 +7,7 @@ import copy
 import json
 import pickle
 import re
+import struct
 import subprocess
 import sys
 from typing import Any
@@ -186,6 +187,83 @@ def test_difference_to_dict_keeps_null_and_missing_apart() -> None:
                        "ws_missing": True, "rest_missing": False}  # fmt: skip
     json.dumps(missing)
     assert Difference("", Kind.CHANGED, 1, 2).to_dict()["ws_missing"] is False
+
+
+def _nan() -> float:
+    return float("nan")  # a new NaN object on each call
+
+
+def _negative_nan() -> float:
+    return -float("nan")  # the sign bit set
+
+
+def _payload_nan() -> float:
+    return float(struct.unpack("<d", struct.pack("<Q", 0x7FF8_0000_0000_0001))[0])
+
+
+# (one side's value in one difference, in the other, equal under the value rules?); each value is
+# made by the call, so no two differences share a NaN object.
+VALUE_PAIRS = [
+    pytest.param(_nan, _nan, True, id="nan-nan"),
+    pytest.param(lambda: json.loads("NaN"), _nan, True, id="parsed-nan"),
+    pytest.param(lambda: loads(b"[NaN]")[0], _nan, True, id="wire-nan"),
+    pytest.param(_negative_nan, _nan, True, id="negative-nan"),
+    pytest.param(_payload_nan, _nan, True, id="payload-nan"),
+    pytest.param(lambda: [1, _nan()], lambda: [1, _nan()], True, id="nan-in-list"),
+    pytest.param(lambda: {"a": {"b": _nan()}}, lambda: {"a": {"b": _nan()}}, True, id="nan-in-object"),
+    pytest.param(lambda: (_nan(),), lambda: (_nan(),), True, id="nan-in-tuple"),
+    pytest.param(_nan, lambda: 1.0, False, id="nan-number"),
+    pytest.param(_nan, lambda: None, False, id="nan-null"),
+    pytest.param(lambda: 1, lambda: 1.0, True, id="int-float"),
+    pytest.param(lambda: -0.0, lambda: 0.0, True, id="signed-zeros"),
+    pytest.param(lambda: float("inf"), lambda: float("inf"), True, id="inf"),
+    pytest.param(lambda: float("inf"), lambda: -float("inf"), False, id="inf-minus-inf"),
+    pytest.param(lambda: True, lambda: 1, False, id="true-one"),
+    pytest.param(lambda: False, lambda: 0.0, False, id="false-zero"),
+    pytest.param(lambda: None, lambda: MISSING, False, id="null-missing"),
+    pytest.param(lambda: MISSING, lambda: MISSING, True, id="missing"),
+    pytest.param(lambda: "1", lambda: 1, False, id="string-number"),
+    pytest.param(lambda: [1, 2], lambda: [2, 1], False, id="list-order"),
+    pytest.param(lambda: {"a": 1, "b": [True]}, lambda: {"b": [True], "a": 1.0}, True, id="object"),
+    pytest.param(lambda: {"a": 1}, lambda: [1], False, id="object-list"),
+]
+
+
+@pytest.mark.parametrize(("make_a", "make_b", "equal"), VALUE_PAIRS)
+@pytest.mark.parametrize("side", ["ws", "rest"])
+def test_differences_compare_their_values_by_the_value_rules_not_by_identity(
+    make_a: Any, make_b: Any, equal: bool, side: str
+) -> None:
+    def diff(value: Any, path: str = "x", kind: Kind = Kind.CHANGED) -> Difference:
+        return Difference(path, kind, value, 7) if side == "ws" else Difference(path, kind, 7, value)
+
+    a, b = make_a(), make_b()
+    assert PLAIN.equal(a, b) is equal  # the engine's own answer
+    assert (diff(a) == diff(b)) is equal
+    assert (diff(b) == diff(a)) is equal
+    assert (diff(a) != diff(b)) is not equal
+    assert diff(a) == diff(make_a())  # equal to a copy made apart
+    assert diff(a) != diff(make_a(), path="y")
+    assert diff(a) != diff(make_a(), kind=Kind.TYPE_CHANGED)
+    if equal:
+        assert hash(diff(a)) == hash(diff(b))
+        assert len({diff(a), diff(b)}) == 1
+    assert diff(a) != (diff(a).path, diff(a).kind, diff(a).ws, diff(a).rest)
+
+
+def test_reports_of_separately_parsed_bodies_with_nan_are_equal() -> None:
+    ws, rest = b'{"x": NaN, "y": [NaN, 1], "z": true}', b'{"x": 1, "y": [NaN, NaN, 2], "z": NaN}'
+    first = PLAIN.explain(loads(ws), loads(rest))
+    again = PLAIN.explain(loads(ws), loads(rest))
+    assert len(first) == 4
+    assert first == again
+    assert first == [
+        Difference("x", Kind.CHANGED, _nan(), 1),
+        Difference("y", Kind.LIST_LENGTH, 2, 3),
+        Difference("y[1]", Kind.CHANGED, 1.0, _nan()),
+        Difference("z", Kind.TYPE_CHANGED, True, _nan()),
+    ]
+    assert set(first) == set(again)
 
 
 def test_missing_is_one_falsy_sentinel_that_survives_copy_and_pickle() -> None:

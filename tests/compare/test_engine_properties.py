@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.compare.bodies import SETTINGS, json_values, keyed_bodies, perturbed, reordered
-from thorcut.compare.engine import Comparator, Kind
+from thorcut.compare.engine import Comparator, Difference, Kind
 from thorcut.compare.rules import Rules
 from thorcut.manifest import Tolerance
 
@@ -194,3 +195,28 @@ def test_equal_is_true_exactly_when_explain_is_empty(a: Any, b: Any, rnd: random
         assert c.compare(ws, rest) == full
         assert c.explain(ws, rest, limit=2) == full[:2]
         assert len({d.path for d in full}) == len(full)  # one difference per path
+
+
+# -- differences compare by the value rules -----------------------------------------------------
+
+
+def rebuilt(value: Any) -> Any:
+    """An equal copy in which every float is a new object (pickle keeps no float by identity), so
+    no NaN in it is the same object as one in ``value``."""
+    return pickle.loads(pickle.dumps(value))
+
+
+@SETTINGS
+@given(a=json_values(SMALL_KEYS), b=json_values(SMALL_KEYS), rules=st.sampled_from(RULE_SETS))
+def test_the_differences_of_copies_equal_the_differences_of_the_originals(a: Any, b: Any, rules: Rules) -> None:
+    c = Comparator(rules)
+    full = c.explain(a, b)
+    again = c.explain(rebuilt(a), rebuilt(b))
+    assert again == full  # NaN included, whichever object holds it
+    assert [hash(d) for d in again] == [hash(d) for d in full]
+    plain = Comparator(Rules())
+    for d, e in zip(full, again, strict=True):
+        assert plain.equal(d.ws, e.ws)
+        assert plain.equal(d.rest, e.rest)
+        swapped = Difference(d.path, d.kind, d.rest, d.ws)
+        assert (swapped == d) is plain.equal(d.ws, d.rest)  # equal only when the sides are

@@ -13,8 +13,9 @@ from tests.redis_snapshot import snapshot
 from thorcut.clock import now_iso
 from thorcut.errors import EvidenceRefused, StaleVersion, TransitionRefused, UsageError
 from thorcut.flags.audit import entry_hash
+from thorcut.flags.plan import Request, plan_change
 from thorcut.flags.stages import TRANSITIONS, Stage
-from thorcut.flags.store import FlagStore, Request
+from thorcut.flags.store import FlagStore
 from thorcut.redisconn import Keys
 
 ALL_PAIRS = [(a, b) for a in Stage for b in Stage]
@@ -134,7 +135,9 @@ def test_verdict_replaced_between_read_and_commit_is_caught_by_the_script(
     set_flag(client, keys, "positions", "shadow", 1)
     at = _fresh_pass(client, keys)
     before = store.read("positions")
-    plan = store._plan(Request("positions", Stage.LIVE), before, store.parity("positions"), False)
+    plan = plan_change(
+        Request("positions", Stage.LIVE), before, store.parity("positions"), force=False, validity=store.validity
+    )
     assert plan.evidence == at
     set_verdict(client, keys, "positions", "FAIL", now_iso())  # a newer verdict lands meanwhile
     assert store._commit_plans([plan], "", "race") is None
@@ -294,7 +297,13 @@ def test_rollback_planned_on_a_live_read_is_refused_once_the_feature_went_off(
 ) -> None:
     set_flag(client, keys, "positions", "live", 3, 100)
     stale = store.read("positions")
-    plan = store._plan(Request("positions", Stage.SHADOW, rollback=True), stale, store.parity("positions"), False)
+    plan = plan_change(
+        Request("positions", Stage.SHADOW, rollback=True),
+        stale,
+        store.parity("positions"),
+        force=False,
+        validity=store.validity,
+    )
     store.change("positions", Stage.SHADOW)
     store.change("positions", Stage.OFF)  # someone else rolled back and turned it off meanwhile
     before = snapshot(client, prefix)

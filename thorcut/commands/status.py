@@ -23,7 +23,7 @@ from thorcut.config import Settings
 from thorcut.flags.epoch import StoreEpoch
 from thorcut.flags.rollout import bad_override, env_override, reads_from
 from thorcut.flags.stages import Stage
-from thorcut.flags.store import FlagState
+from thorcut.flags.state import FlagState
 from thorcut.redisconn import Keys, persistence
 from thorcut.text import ago, fit_table, safe
 from thorcut.values import redact_url

@@ -55,14 +55,38 @@ class Kind(StrEnum):
     LIST_LENGTH = "list_length"  # plain list lengths differ; ws/rest hold the two lengths
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Difference:
-    """One differing path, with the value on each side (:data:`MISSING` where absent)."""
+    """One differing path, with the value on each side (:data:`MISSING` where absent).
+
+    Two differences are equal when their paths and kinds are, and each side's value equals the
+    other's under the engine's own value rules with no rules applied (no tolerance, lists by
+    position; docs/compare.md, "Differences"): any NaN equals any NaN, ``1`` equals ``1.0`` and
+    ``-0.0`` equals ``0.0``, ``True`` is not ``1``, None is not :data:`MISSING`, and objects and
+    lists compare member by member. Whether two NaNs are one object never matters, so the answer
+    is the same on every Python (a generated ``__eq__`` compares tuples before 3.13, where
+    identity decides for NaN, and fields one by one from 3.13, where ``nan == nan`` is False).
+    The hash is that of the path and kind alone: consistent with that equality, and defined even
+    for a difference holding a list or an object.
+    """
 
     path: str
     kind: Kind
     ws: Any
     rest: Any
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Difference):
+            return NotImplemented
+        return (
+            self.path == other.path
+            and self.kind == other.kind
+            and _VALUES.equal(self.ws, other.ws)
+            and _VALUES.equal(self.rest, other.rest)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.kind))
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"path", "kind", "ws", "rest", "ws_missing", "rest_missing"}``, JSON-able.
@@ -343,3 +367,7 @@ class Comparator:
         elif (type(v) is list and type(w) is list) or not (v is w or self._eq(v, w, cst)):
             # A list goes straight to _diff, which skips its equal items itself.
             self._diff(v, w, cst, child_path(path, seg), out)
+
+
+#: Compares the values two :class:`Difference` objects hold: the value rules, and no rule.
+_VALUES: Final = Comparator(Rules())

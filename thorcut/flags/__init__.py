@@ -5,10 +5,11 @@ else of thorcut's): a :class:`FlagWatcher` keeps every feature's effective flag 
 applies changes pushed by Redis; :func:`reads_websocket` and :func:`broadcasts` answer what a
 client and the server do at a stage; :class:`Keys` names the Redis keys of docs/contracts.md.
 
-Inside: the stage machine (:mod:`.stages`), one flag's stored state (:mod:`.state`), the store
-and its checked changes (:mod:`.store`), the audit chain (:mod:`.audit`), the store's epoch
-(:mod:`.epoch`), the percent rollout (:mod:`.rollout`), the watcher (:mod:`.watcher`), backup and
-restore (:mod:`.backup`) and the wait for workers' acknowledgements (:mod:`.acks`).
+Inside: the stage machine (:mod:`.stages`) and deciding one change by it (:mod:`.plan`), one flag's
+stored state (:mod:`.state`), the store and its atomic changes (:mod:`.store`), the audit chain
+(:mod:`.audit`), the store's epoch (:mod:`.epoch`), the percent rollout (:mod:`.rollout`), the
+watcher (:mod:`.watcher`), backup and restore (:mod:`.backup`) and the wait for workers'
+acknowledgements (:mod:`.acks`).
 """
 
 from __future__ import annotations

@@ -19,14 +19,15 @@ from typing import Any
 import redis
 
 from thorcut.clock import now_iso
-from thorcut.errors import EvidenceRefused, StaleVersion, StoreWasReset, TransitionRefused, UsageError
+from thorcut.errors import StaleVersion, StoreWasReset, UsageError
 from thorcut.flags.audit import AuditEntry, ChainReport, entry_hash, verify_chain
 from thorcut.flags.epoch import GENESIS, StoreEpoch, genesis_problem, new_epoch, read_epoch
-from thorcut.flags.stages import Stage, allowed, route_hint
+from thorcut.flags.plan import Plan, Request, plan_change
+from thorcut.flags.stages import Stage
 from thorcut.flags.state import FlagState, check_text
-from thorcut.verdict import ParityRecord, gate
+from thorcut.verdict import ParityRecord
 
-__all__ = ["FlagState", "FlagStore", "Outcome", "Request"]
+__all__ = ["FlagStore", "Outcome"]
 from thorcut.redisconn import Keys
 
 _COMMIT = """
@@ -60,28 +61,6 @@ return {'ok', unpack(ids)}
 
 #: How many times a change is re-planned after losing a race before giving up.
 MAX_ATTEMPTS = 200
-
-
-@dataclass(frozen=True)
-class Request:
-    """One wanted change, before it is checked against the stored state."""
-
-    feature: str
-    to: Stage
-    percent: int | None = None
-    rollback: bool = False  # `disable`: only live|complete → shadow; never turns a feature on
-
-
-@dataclass(frozen=True)
-class _Plan:
-    before: FlagState
-    after: FlagState
-    forced: bool = False
-    evidence: str | None = None  # the judged_at of the PASS verdict the change relies on
-
-    @property
-    def changes(self) -> bool:
-        return (self.before.stage, self.before.percent) != (self.after.stage, self.after.percent)
 
 
 @dataclass(frozen=True)
@@ -236,7 +215,7 @@ class FlagStore:
             raw = pipe.execute()
             if epoch.reset:
                 self._check_reset(epoch, requests, force, expect_version, dry_run)
-            plans: list[_Plan] = []
+            plans: list[Plan] = []
             for i, r in enumerate(requests):
                 before = FlagState.from_hash(r.feature, raw[2 * i])
                 if expect_version is not None and before.version != expect_version:
@@ -247,7 +226,9 @@ class FlagStore:
                     )
                 if only_if_still_rollbackable and before.stage not in (Stage.LIVE, Stage.COMPLETE):
                     continue
-                plans.append(self._plan(r, before, ParityRecord.from_hash(raw[2 * i + 1]), force))
+                plans.append(
+                    plan_change(r, before, ParityRecord.from_hash(raw[2 * i + 1]), force=force, validity=self.validity)
+                )
             if epoch.reset and force:  # the reset was overridden: that is recorded as forced
                 plans = [replace(p, forced=True) if p.changes else p for p in plans]
             pending = [p for p in plans if p.changes]
@@ -283,52 +264,8 @@ class FlagStore:
             "--force --reason TEXT (recorded in the audit log; the change starts a new epoch)"
         )
 
-    def _plan(self, r: Request, before: FlagState, parity: ParityRecord, force: bool) -> _Plan:
-        """Return the state after ``r``; raise if the stage machine or the gate refuses it.
-
-        Decided on the state read in this attempt; the script's compare-and-set on ``version``
-        makes sure the commit happens only if that state is still the stored one, so a refusal
-        or a no-op is never based on a stale read (and writes nothing).
-        """
-        if r.rollback and before.stage is Stage.OFF:
-            raise TransitionRefused(
-                f"{r.feature} is off: nothing is broadcast and every client reads REST, so there is nothing "
-                "to roll back — a rollback never turns a feature on. To start broadcasting it, run "
-                f"`thorcut shadow {r.feature}`"
-            )
-        if before.stage == r.to and r.to is not Stage.LIVE:
-            return _Plan(before, before)
-        if before.stage is Stage.OFF and r.to is Stage.LIVE:
-            raise TransitionRefused(
-                f"{r.feature} is off; it cannot go to live from there — run `thorcut shadow {r.feature}` first, "
-                "let parity reach PASS (`thorcut diff`/`check`), then enable it"
-            )
-        if not allowed(before.stage, r.to):
-            raise TransitionRefused(
-                f"{r.feature} is {before.stage.value}; it cannot go to {r.to.value} from there "
-                f"(reach {r.to.value} with: {route_hint(r.to)})"
-            )
-        percent = {Stage.OFF: 0, Stage.SHADOW: 0, Stage.COMPLETE: 100}.get(r.to)
-        if percent is None:  # live: keep the current percent unless a new one is given
-            percent = r.percent if r.percent is not None else (before.percent if before.stage is Stage.LIVE else 100)
-        if (before.stage, before.percent) == (r.to, percent):
-            return _Plan(before, before)  # live at the same percent: nothing to write
-        after = FlagState(r.feature, r.to, percent, before.version + 1)
-        plan = _Plan(before, after)
-        if r.to is Stage.LIVE:
-            why = gate(parity, self.validity)
-            if why is None:
-                return _Plan(before, after, evidence=parity.judged_at)
-            if not force:
-                raise EvidenceRefused(
-                    f"refusing to enable {r.feature}: {why}. "
-                    "Override with --force --reason TEXT (recorded in the audit log)"
-                )
-            return _Plan(before, after, forced=True)
-        return plan
-
     def _commit_plans(
-        self, plans: list[_Plan], head: str, reason: str, epoch: StoreEpoch | None = None
+        self, plans: list[Plan], head: str, reason: str, epoch: StoreEpoch | None = None
     ) -> list[str] | None:
         """Run the script; return the new audit ids, or None if a race was lost (re-plan).
 

@@ -32,7 +32,7 @@ import redis
 
 from thorcut.flags.rollout import env_override, reads_websocket
 from thorcut.flags.stages import Stage
-from thorcut.flags.store import FlagState
+from thorcut.flags.state import FlagState
 from thorcut.redisconn import Keys
 
 log = logging.getLogger("thorcut.flags")
