@@ -76,6 +76,10 @@ def private_log(path: Path, mode: str) -> IO[Any]:
 #: Children started by this process, kept so they are not collected (and warned about) while
 #: running, and reaped when stopped. `dev up` exits at once, leaving them to init.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+#: Every child ever started here, also once it left ``_CHILDREN``: a pid can be reused by a later
+#: child (pid_max is 32768 on small machines), and the entry it replaces must not be collected
+#: unreaped, which CPython reports as a ResourceWarning (only tests run `dev up` in-process).
+_SPAWNED: list[subprocess.Popen[bytes]] = []
 
 
 def _spawn(cmd: list[str], folder: Path, env: dict[str, str], log: Path) -> int:
@@ -85,6 +89,7 @@ def _spawn(cmd: list[str], folder: Path, env: dict[str, str], log: Path) -> int:
             start_new_session=True,
         )  # fmt: skip
     _CHILDREN[proc.pid] = proc
+    _SPAWNED.append(proc)
     return proc.pid
 
 
