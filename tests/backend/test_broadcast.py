@@ -188,7 +188,11 @@ def test_frozen_redis_never_blocks_submit(thor_env: dict[str, str], tmp_path: Pa
         stats = b.stats()
         durations.sort()
         print(f"submit while frozen: max {durations[-1] * 1e3:.3f} ms, p99 {durations[297] * 1e3:.3f} ms; {stats}")
-        assert durations[-1] < 0.001, f"slowest submit took {durations[-1] * 1e3:.2f} ms"
+        # A submit that waited on the frozen server would take the 200 ms send timeout or more;
+        # the slowest one here may still lose the GIL to the sender thread for a few ms (seen:
+        # 3 ms once on Python 3.13), which is scheduling, not blocking.
+        assert durations[297] < 0.001, f"p99 submit took {durations[297] * 1e3:.2f} ms"
+        assert durations[-1] < 0.05, f"slowest submit took {durations[-1] * 1e3:.2f} ms"
         assert stats["sent"] == sent_before  # nothing got through
         assert stats["dropped"] >= 100  # the burst behind the hung send
         assert stats["failed"] >= 1
