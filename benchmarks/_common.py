@@ -19,6 +19,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A temporary checkout of git revision ``ref``, for a baseline measured in the same run (removed afterwards)."""
+    folder = Path(tempfile.mkdtemp(prefix="thorcut-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=REPO, check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO, capture_output=True)
+
+
+@contextmanager
 def private_redis() -> Iterator[EmbeddedRedis]:
     """Start a throwaway redis-server on a free loopback port; always stop it afterwards.
 

@@ -17,6 +17,10 @@ Neither side compresses (per-message deflate off): on loopback it only costs CPU
 stack runs with it off (``thorcut dev up``).
 
     .venv/bin/python benchmarks/fanout.py [--clients 500] [--rates 20,60] [--seconds 10] [--workers 2]
+        [--baseline REF] [--skip-plain]
+
+``--baseline REF`` also runs the Thor stack of git revision REF (a temporary worktree) in the same
+run, for a cost measured side by side with what it is compared against.
 
 A rate R gives R x clients deliveries per second (20/s x 500 = 10,000/s).
 """
@@ -28,6 +32,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,11 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, machine_info, percentile, print_machine, private_redis, table
+from _common import REPO, machine_info, percentile, print_machine, private_redis, table, worktree
 
 from thorcut.dev.stack import free_port
 
-BACKEND = REPO / "backend"
 CLIENT_PROCS = 2
 
 
@@ -239,8 +243,16 @@ def server_command(server: str, port: int, workers: int) -> tuple[list[str], str
 
 
 def thor(
-    clients: int, rates: list[float], seconds: float, workers: int, server: str = "uvicorn"
+    clients: int,
+    rates: list[float],
+    seconds: float,
+    workers: int,
+    server: str = "uvicorn",
+    root: Path = REPO,
+    name: str = "",
 ) -> list[dict[str, Any]]:
+    """The Thor stack of the checkout at ``root`` (this one, or a baseline worktree labelled ``name``)."""
+    backend = root / "backend"
     rows = []
     with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="thorcut-fanout-") as folder:
         env = {
@@ -249,21 +261,22 @@ def thor(
             "THORCUT_REDIS_URL": redis_server.url,
             "THORCUT_PREFIX": "bench",
             "DATABASE_URL": f"sqlite:///{Path(folder) / 'thor.sqlite3'}",
-            "PYTHONPATH": str(BACKEND),
+            # The checkout's own backend and thorcut before the installed ones (a baseline runs its own).
+            "PYTHONPATH": os.pathsep.join([str(backend), str(root)]),
             "BENCH_DIR": str(Path(__file__).parent),
             "THOR_WS_QUEUE": "1024",
         }
         manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "--noinput"], cwd=BACKEND, env=env, check=True, capture_output=True)
+        subprocess.run([*manage, "migrate", "--noinput"], cwd=backend, env=env, check=True, capture_output=True)
         user = ["thor_user", "bench", "--password", "bench-pass", "--account", "DU0001", "--token", "bench"]
-        made = subprocess.run([*manage, *user], cwd=BACKEND, env=env, check=True, capture_output=True, text=True)
+        made = subprocess.run([*manage, *user], cwd=backend, env=env, check=True, capture_output=True, text=True)
         token = next(line.split()[1] for line in made.stdout.splitlines() if line.startswith("token "))
         port = free_port()
         log = Path(folder) / "uvicorn.log"
         cmd, label = server_command(server, port, workers)
         with log.open("wb") as out:
-            web = subprocess.Popen(cmd, cwd=BACKEND, env=env, stdout=out, stderr=subprocess.STDOUT)
-        pub = subprocess.Popen([sys.executable, "-c", PUBLISHER], cwd=BACKEND, env=env, stdin=subprocess.PIPE,
+            web = subprocess.Popen(cmd, cwd=backend, env=env, stdout=out, stderr=subprocess.STDOUT)
+        pub = subprocess.Popen([sys.executable, "-c", PUBLISHER], cwd=backend, env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)  # fmt: skip
         try:
             _wait_http(f"http://127.0.0.1:{port}/api/health", web, log)
@@ -280,7 +293,7 @@ def thor(
                     print(f"  broadcaster: {stats}", file=sys.stderr)
                     return n, elapsed
 
-                rows.append({"server": label, **drive(url, clients, headers, publish, rate, seconds)})
+                rows.append({"server": f"{label}{name}", **drive(url, clients, headers, publish, rate, seconds)})
         finally:
             if pub.stdin:
                 pub.stdin.close()
@@ -311,22 +324,46 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of publishing per rate (10)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers for thor (2)")
     parser.add_argument("--servers", default="uvicorn", help="ASGI servers to run the Thor app under: uvicorn,daphne")
+    parser.add_argument("--baseline", metavar="REF", help="also run the Thor stack of this git revision (same run)")
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the plain websockets server")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the Thor stack(s), alternating order (1)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     info = machine_info()
     print_machine(info)
-    rows = plain(args.clients, rates, args.seconds)
+    rows = [] if args.skip_plain else plain(args.clients, rates, args.seconds)
     for server in args.servers.split(","):
-        rows += thor(args.clients, rates, args.seconds, args.workers, server)
+        for turn in range(args.repeat):
+            # Alternate which goes first: the second stack of a pair tends to fare worse here.
+            order = ["this", "baseline"] if turn % 2 == 0 else ["baseline", "this"]
+            for which in order if args.baseline else ["this"]:
+                if which == "this":
+                    rows += thor(args.clients, rates, args.seconds, args.workers, server)
+                else:
+                    with worktree(args.baseline) as root:
+                        rows += thor(args.clients, rates, args.seconds, args.workers, server, root,
+                                     f" @ {args.baseline}")  # fmt: skip
     cols = ["server", "rate", "target_per_s", "delivered_per_s", "loss_pct", "p50_ms", "p99_ms", "disconnected"]
     print(f"fan-out to {args.clients} clients, {args.seconds:g} s per rate; latency = publish -> client receive")
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     for rate in rates:
-        p = next(r for r in rows if r["rate"] == rate and r["server"].startswith("plain"))
-        for t in (r for r in rows if r["rate"] == rate and r["server"].startswith("thor")):
-            if p["delivered_per_s"]:
+        at = [r for r in rows if r["rate"] == rate]
+        p = next((r for r in at if r["server"].startswith("plain")), None)
+        for t in (r for r in at if r["server"].startswith("thor")):
+            if p and p["delivered_per_s"]:
                 print(f"rate {rate:g}/s: {t['server']}/plain delivered = "
                       f"{t['delivered_per_s'] / p['delivered_per_s']:.2f}x, p99 {t['p99_ms']} ms")  # fmt: skip
+        base = [r for r in at if " @ " in r["server"]]
+        this = [r for r in at if r["server"].startswith("thor") and " @ " not in r["server"]]
+        if base and this:  # medians over --repeat runs, each side
+
+            def med(side: list[dict[str, Any]], col: str) -> float:
+                return float(statistics.median(r[col] for r in side))
+
+            print(f"rate {rate:g}/s, median of {len(this)} run(s) each: this/baseline delivered = "
+                  f"{med(this, 'delivered_per_s') / med(base, 'delivered_per_s'):.3f}x, "
+                  f"p50 {med(this, 'p50_ms'):.1f} vs {med(base, 'p50_ms'):.1f} ms, "
+                  f"p99 {med(this, 'p99_ms'):.1f} vs {med(base, 'p99_ms'):.1f} ms")  # fmt: skip
     print(json.dumps({"benchmark": "fanout", "machine": info, "settings": vars(args), "results": rows}))
     return 0
 

@@ -106,6 +106,45 @@ def test_default_manifest_describes_the_reference_backend() -> None:
     assert DEFAULT_MANIFEST.to_dict()["features"]["positions"]["keyed_lists"] == {"positions": "symbol"}
 
 
+def test_the_stream_table_says_whether_the_backend_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[stream] resume`` (docs/contracts.md, "Resuming a stream"): true for the reference backend."""
+    monkeypatch.chdir(tmp_path)
+    assert DEFAULT_MANIFEST.stream.resume is True
+    assert DEFAULT_MANIFEST.to_dict()["stream"] == {"resume": True}
+    assert DEFAULT_MANIFEST.get("positions").thresholds.max_resyncs == 3
+    toml = "[stream]\nresume = false\n[features.positions.thresholds]\nmax_resyncs = 0\n"
+    (tmp_path / "thorcut.toml").write_text(toml)
+    m = load_settings({}, env={}).manifest
+    assert m.stream.resume is False
+    assert m.get("positions").thresholds.max_resyncs == 0
+    assert m.names == DEFAULT_MANIFEST.names
+    (tmp_path / "thorcut.toml").write_text("[stream]\nresume = false\n")
+    assert load_settings({}, env={}).manifest.features == DEFAULT_MANIFEST.features
+    (tmp_path / "thorcut.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text("[tool.thorcut.stream]\nresume = false\n")
+    assert load_settings({}, env={}).manifest.stream.resume is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[stream]\nresume = "no"\n', "stream.resume must be true or false, not 'no'"),
+        ("[stream]\nresume = 1\n", "stream.resume must be true or false, not 1"),
+        ("[stream]\nreplay = true\n", "stream: unknown keys ['replay']; expected ['resume']"),
+        ("stream = 5\n", "[stream] must be a table"),
+        ("[features.positions.thresholds]\nmax_resyncs = -1\n", "max_resyncs must be a non-negative number"),
+    ],
+)
+def test_a_bad_stream_table_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thorcut.toml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, env={})
+    assert message in str(caught.value)
+
+
 # -- issue 9: nothing falls back silently, nothing overflows later ----------------------------------
 
 

@@ -178,9 +178,10 @@ def load_settings(
     file_data = _read_file(path) if path else {}
     where = str(path) if path else "config"
 
-    unknown = set(file_data) - set(_SETTINGS) - {"features"}
+    unknown = set(file_data) - set(_SETTINGS) - {"features", "stream"}
     if unknown:
-        raise ConfigError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(_SETTINGS)}, features")
+        raise ConfigError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(_SETTINGS)}, features, "
+                          "stream")  # fmt: skip
 
     values: dict[str, Any] = {}
     for name, (var, kind) in _SETTINGS.items():
@@ -218,5 +219,5 @@ def load_settings(
     prefix = values.get("prefix", "thorcut")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]+", prefix):
         raise ConfigError(f"prefix {prefix!r} may hold only letters, digits and _ . : -")
-    manifest = build_manifest(file_data.get("features"))
+    manifest = build_manifest(file_data.get("features"), stream=file_data.get("stream"))
     return Settings(config_file=path, manifest=manifest, deferred=tuple(deferred.items()), **values)

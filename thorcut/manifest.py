@@ -4,7 +4,8 @@ Built-in defaults (``reference_manifest.toml``, data in the same format) describ
 backend (docs/contracts.md, "The features"); ``thorcut.toml``
 (or ``[tool.thorcut]`` in ``pyproject.toml``) may override any field of a feature or add new
 features. Paths are dotted with ``[*]`` wildcards over list items, relative to the compared
-body (``positions[*].updated_at``).
+body (``positions[*].updated_at``). The ``[stream]`` table says what the backend's WebSocket
+stream supports (:class:`StreamSpec`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ class Thresholds:
     max_gaps: int = 0
     max_duplicates: int = 0
     max_out_of_order: int = 0
+    max_resyncs: int = 3  # a resync is staleness that healed, not a silent loss (docs/contracts.md)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What the backend's WebSocket stream supports (the manifest's ``[stream]`` table).
+
+    ``resume``: after a reconnect thorcut sends ``{"action": "resume", "since": [...]}`` and judges
+    what follows against the last ``seq`` it held (docs/contracts.md, "Resuming a stream"); false
+    for a backend without the command: each stream then starts afresh after a reconnect.
+    """
+
+    resume: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class Manifest:
     """The features, in display order."""
 
     features: tuple[FeatureSpec, ...] = field(default_factory=tuple)
+    stream: StreamSpec = StreamSpec()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -96,7 +111,7 @@ class Manifest:
         raise ConfigError(f"unknown feature {name!r}; valid features: {', '.join(self.names)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": {f.name: f.to_dict() for f in self.features}}
+        return {"features": {f.name: f.to_dict() for f in self.features}, "stream": asdict(self.stream)}
 
 
 _SIMPLE = {"types", "env_override", "ignore"}
@@ -177,28 +192,42 @@ def _feature(name: str, raw: Any, base: FeatureSpec | None) -> FeatureSpec:
     return spec
 
 
-def build_manifest(raw_features: Any, base: Manifest | None = None) -> Manifest:
+def _stream(raw: Any, base: StreamSpec) -> StreamSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError("[stream] must be a table, such as [stream] resume = false")
+    names = [f.name for f in fields(StreamSpec)]
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise ConfigError(f"stream: unknown keys {sorted(unknown)}; expected {names}")
+    for k, v in raw.items():
+        if not isinstance(v, bool):
+            raise ConfigError(f"stream.{k} must be true or false, not {v!r}")
+    return replace(base, **raw)
+
+
+def build_manifest(raw_features: Any, base: Manifest | None = None, *, stream: Any = None) -> Manifest:
     """Return ``base`` (default: the built-in manifest) with ``raw_features`` (the ``[features]``
-    table) applied.
+    table) and ``stream`` (the ``[stream]`` table) applied.
 
     Raises :class:`ConfigError` naming the first malformed entry.
     """
     base = DEFAULT_MANIFEST if base is None else base
+    spec = base.stream if stream is None else _stream(stream, base.stream)
     if raw_features is None:
-        return base
+        return base if spec == base.stream else replace(base, stream=spec)
     if not isinstance(raw_features, dict):
         raise ConfigError("[features] must be a table of feature tables")
     specs = {f.name: f for f in base.features}
     for name, raw in raw_features.items():
         specs[name] = _feature(name, raw, specs.get(name))
-    return Manifest(tuple(specs.values()))
+    return Manifest(tuple(specs.values()), spec)
 
 
 def _reference_manifest() -> Manifest:
     """The built-in manifest, read from ``reference_manifest.toml`` beside this module through the
     same parser as a project's own ``[features]`` table."""
-    text = (Path(__file__).parent / "reference_manifest.toml").read_text(encoding="utf-8")
-    return build_manifest(tomllib.loads(text)["features"], Manifest())
+    data = tomllib.loads((Path(__file__).parent / "reference_manifest.toml").read_text(encoding="utf-8"))
+    return build_manifest(data["features"], Manifest(), stream=data.get("stream"))
 
 
 #: The features of the reference backend, in display order (``reference_manifest.toml``).

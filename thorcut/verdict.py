@@ -23,8 +23,8 @@ class Verdict(StrEnum):
 
 
 #: The counts a verdict stores, each as its own field of the hash.
-COUNTS = ("samples", "paired", "matched", "mismatched", "unpaired", "gaps", "missed", "duplicates", "out_of_order",
-          "errors")  # fmt: skip
+COUNTS = ("samples", "paired", "matched", "mismatched", "unpaired", "gaps", "missed", "resyncs", "resynced_missed",
+          "duplicates", "out_of_order", "errors")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,20 @@ class ParityRecord:
         return ((now or datetime.now(UTC)) - at).total_seconds()
 
     def health(self) -> str | None:
-        """Return a short stream-health summary from the counts, or None without a verdict."""
+        """Return a short stream-health summary from the counts, or None without a verdict: "ok", or
+        what was seen (``1 gaps · 2 resyncs``; resyncs beside gaps, apart from them)."""
         if self.verdict is None:
             return None
         c = self.counts or {}
-        bad = [f"{c[k]} {label}" for k, label in (("gaps", "gaps"), ("duplicates", "dup"),
-                                                 ("out_of_order", "out of order")) if c.get(k)]  # fmt: skip
-        return " · ".join(bad) if bad else "ok"
+        seen = [f"{c[k]} {label}" for k, label in (("gaps", "gaps"), ("resyncs", "resyncs"), ("duplicates", "dup"),
+                                                  ("out_of_order", "out of order")) if c.get(k)]  # fmt: skip
+        return " · ".join(seen) if seen else "ok"
+
+    def stream_problem(self) -> bool:
+        """True when the stream lost or garbled versions (gaps, duplicates, out of order); resyncs
+        alone are healed staleness, shown but not a problem."""
+        c = self.counts or {}
+        return any(c.get(k) for k in ("gaps", "duplicates", "out_of_order"))
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         age = self.age(now)

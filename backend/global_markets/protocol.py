@@ -4,11 +4,24 @@
   ``?client=<id>`` names the client for the sticky percent bucket (default ``user:<pk>``).
 - Client commands (JSON text): ``{"action": "subscribe"|"unsubscribe", "features": [...]}`` →
   ``{"type": "subscribed", "features": [...]}``; ``{"action": "ping"}`` → ``{"type": "pong"}``;
-  ``{"action": "flags"}`` → a ``flags`` message. A bad frame (binary, not JSON, JSON nested deeper
-  than ``MAX_DEPTH``, not an object, unknown action or feature) gets ``{"type": "error", "error":
-  "..."}`` and the connection stays.
+  ``{"action": "flags"}`` → a ``flags`` message; ``{"action": "resume", "since": [{"type", "key",
+  "seq"}, ...]}`` → for every stream of the subscribed features the client may see (its own
+  accounts', every symbol's and market's; never ``heartbeat``): nothing when its ``seq`` is current,
+  the missed envelopes exactly as pushed while the history holds them all (and no more than
+  ``THOR_RESUME_REPLAY_MAX``), else the current envelope with ``"resync": true``; then
+  ``{"type": "resumed", "replayed": N, "resynced": M}``. Envelopes pushed meanwhile come after it,
+  none whose ``seq`` it already sent (docs/contracts.md, "Resuming a stream"; ``global_markets.resume``).
+  ``since`` is checked whole (:func:`read_since`): at most ``MAX_SINCE`` objects, ``type`` a
+  feature's message type, ``key`` a string of 1 to 64 characters, ``seq`` an integer from 0 to
+  2^63 - 1 (not a boolean); a stream named twice counts with its higher ``seq``. A bad frame
+  (binary, not JSON, JSON nested deeper than ``MAX_DEPTH``, not an object, unknown action or
+  feature, a malformed ``since``) gets ``{"type": "error", "error": "..."}``, nothing else, and the
+  connection stays.
 - Server messages: ``flags`` on connect and on every flag change, then ``subscribed``, then the
-  envelopes of the subscribed features plus ``heartbeat`` (always).
+  envelopes of the subscribed features plus ``heartbeat`` (always). When the worker's own path
+  through the channel layer broke and healed, it brings the client back to the current state of
+  every stream it had sent it, as a resume from the last ``seq`` sent would, and ends with
+  ``{"type": "resumed", "replayed": N, "resynced": M, "healed": true}``.
 - Close codes: 4401 not authenticated (accepted first, so the client can read the code; a
   handshake refused before ``accept`` is only an HTTP 403), 4408 too slow (its send queue
   overflowed), 1009 frame larger than ``THOR_WS_MAX_MESSAGE``, 1011 an unexpected error in the
@@ -30,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from thor_trading.features import NAMES
+from thor_trading.features import NAMES, TYPE_FEATURE
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
@@ -41,7 +54,11 @@ CLOSE_INTERNAL_ERROR = 1011
 #: connection without a close frame or a disconnect (issue 10).
 MAX_DEPTH = 32
 
-ACTIONS = ("subscribe", "unsubscribe", "ping", "flags")
+ACTIONS = ("subscribe", "unsubscribe", "ping", "flags", "resume")
+#: A resume's ``since``: at most this many streams, keys of 1 to ``MAX_KEY`` characters, seqs up to ``MAX_SEQ``.
+MAX_SINCE = 1000
+MAX_KEY = 64
+MAX_SEQ = 2**63 - 1
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -142,3 +159,34 @@ def read_features(action: str, names: object) -> list[str] | BadFrame:
     if unknown:
         return BadFrame("unknown_feature", unknown_features(unknown))
     return names
+
+
+#: A stream a resume names: (message type, key).
+Stream = tuple[str, str]
+
+
+def read_since(since: object) -> dict[Stream, int] | BadFrame:
+    """A resume's ``since`` as stream -> seq (the higher one for a stream named twice), or why it is refused.
+
+    Nothing of the client's is echoed but the position of the bad entry: an error must not become
+    a way to reflect text (or learn anything) through the server.
+    """
+    usage = f'"resume" needs "since": a list of at most {MAX_SINCE} objects {{"type", "key", "seq"}}'
+    if not isinstance(since, list) or len(since) > MAX_SINCE:
+        return BadFrame("bad_since", usage)
+    out: dict[Stream, int] = {}
+    for i, entry in enumerate(since):
+        if not isinstance(entry, dict):
+            return BadFrame("bad_since", f"since[{i}] is not an object: {usage}")
+        type_, key, seq = entry.get("type"), entry.get("key"), entry.get("seq")
+        if not isinstance(type_, str) or type_ not in TYPE_FEATURE:
+            return BadFrame("bad_since", f'since[{i}]: "type" must be a feature\'s message type: '
+                                         f"{', '.join(TYPE_FEATURE)}")  # fmt: skip
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
+            return BadFrame("bad_since", f'since[{i}]: "key" must be a string of 1 to {MAX_KEY} characters')
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:  # bool is an int subclass: refused too
+            return BadFrame("bad_since", f'since[{i}]: "seq" must be an integer from 0 to 2^63 - 1')
+        stream = (type_, key)
+        if seq > out.get(stream, -1):
+            out[stream] = seq
+    return out

@@ -24,7 +24,7 @@ from thor_trading.features import TYPE_FEATURE
 log = logging.getLogger("global_markets.consumers")
 
 #: Every type the server sends; any other ``type`` is labelled "other", so clients cannot grow the metrics.
-_TYPE_LABELS = frozenset({*TYPE_FEATURE, "heartbeat", "flags", "subscribed", "pong", "error"})
+_TYPE_LABELS = frozenset({*TYPE_FEATURE, "heartbeat", "flags", "subscribed", "pong", "error", "resumed"})
 
 
 def label(type_: str) -> str:
@@ -67,6 +67,27 @@ class SendQueue:
             # The socket has not drained for THOR_WS_QUEUE messages: drop them all, cut it loose.
             MESSAGES_DROPPED.labels(label(type_), "too_slow").inc()
             self._on_overflow(1 + self.discard("too_slow"))
+
+    def room(self) -> int:
+        """How many more messages fit right now."""
+        return self._queue.maxsize - self._queue.qsize()
+
+    async def put_wait(self, type_: str, text: str, timeout: float) -> None:
+        """Like :meth:`put`, but wait up to ``timeout`` seconds for room (a resume's answer).
+
+        A resume may answer for more streams than the queue holds at once: it waits for the socket
+        to drain instead of overflowing it. Still no room after ``timeout``: the client is too slow.
+        """
+        if self.closed:
+            MESSAGES_DROPPED.labels(label(type_), "closing").inc()
+            return
+        try:
+            self._queue.put_nowait((type_, text))
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put((type_, text)), timeout)
+            except TimeoutError:
+                self.put(type_, text)  # still full: overflows, as a live message would
 
     def discard(self, reason: str) -> int:
         """Drop (and count) every queued message; return how many there were."""

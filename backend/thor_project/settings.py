@@ -7,6 +7,12 @@ THOR_SEED, THOR_FAULTS, THOR_WS_QUEUE (per-connection send buffer), THOR_WS_MAX_
 THOR_FRONTEND_DIST (the built page served at ``/``; default ``<repo>/frontend/dist``),
 THOR_ALLOWED_ORIGINS (browser origins, ``scheme://host:port``, that may open a WebSocket besides
 the server's own; default: the dev front end and ``dev up``'s port).
+
+Resuming a stream (docs/contracts.md, "Resuming a stream"): THOR_HISTORY_SIZE (envelopes kept per
+stream, 100), THOR_HISTORY_TTL (seconds a stream's history outlives its last message, 120),
+THOR_RESUME_REPLAY_MAX (most envelopes one stream replays; more missing answer with a resync, 50),
+THOR_LAYER_PROBE (seconds between a worker's probes of its own channel-layer path, 0.25),
+THOR_LAYER_PROBE_TIMEOUT (seconds after which a probe not back means the path broke, 1.0).
 """
 
 from __future__ import annotations
@@ -84,6 +90,11 @@ THOR_SEED = int(env("THOR_SEED", "7"))
 THOR_FAULTS = env("THOR_FAULTS", "")
 THOR_WS_QUEUE = int(env("THOR_WS_QUEUE", "256"))
 THOR_WS_MAX_MESSAGE = int(env("THOR_WS_MAX_MESSAGE", "65536"))
+THOR_HISTORY_SIZE = int(env("THOR_HISTORY_SIZE", "100"))
+THOR_HISTORY_TTL = int(env("THOR_HISTORY_TTL", "120"))
+THOR_RESUME_REPLAY_MAX = int(env("THOR_RESUME_REPLAY_MAX", "50"))
+THOR_LAYER_PROBE = float(env("THOR_LAYER_PROBE", "0.25"))
+THOR_LAYER_PROBE_TIMEOUT = float(env("THOR_LAYER_PROBE_TIMEOUT", "1.0"))
 THOR_FRONTEND_DIST = env("THOR_FRONTEND_DIST", str(BASE_DIR.parent / "frontend" / "dist"))
 THOR_ALLOWED_ORIGINS = [o.strip() for o in env(
     "THOR_ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173,http://localhost:8000,http://127.0.0.1:8000"

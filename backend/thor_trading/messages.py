@@ -111,3 +111,19 @@ def market_status_message(market: str) -> dict[str, Any]:
         "next_change": iso(m.next_change),
     }
     return envelope("market_status", m.market, m.seq, m.written_at or m.as_of, data)
+
+
+def current_message(type_: str, key: str) -> dict[str, Any]:
+    """The current envelope of the stream ``(type_, key)``: what REST answers for it now.
+
+    Raises ``ObjectDoesNotExist`` (of the model) when the stream has no state, and ``KeyError``
+    for a type that is not a feature's. A resume's ``resync`` answers are built here.
+    """
+    if type_ == "account_balance":
+        return balance_message(Account.objects.get(code=key))
+    if type_ == "positions":
+        return positions_message(Account.objects.get(code=key))
+    return _KEYED[type_](key)
+
+
+_KEYED = {"intraday_bar": bar_message, "vwap": vwap_message, "market_status": market_status_message}

@@ -10,8 +10,13 @@ class _Member:
     def __init__(self) -> None:
         self.got: list[dict[str, Any]] = []
 
+        self.heals = 0
+
     def deliver(self, event: dict[str, Any]) -> None:
         self.got.append(event)
+
+    def heal(self) -> None:
+        self.heals += 1
 
 
 def _msg(n: int) -> dict[str, Any]:

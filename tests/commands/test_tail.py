@@ -101,7 +101,9 @@ def test_tail_shows_one_line_per_envelope_and_a_summary(run: Run, ws_server: Sta
     )
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}  vwap       ES      #3  \+\S+  n=3", lines[1])
     assert re.search(r"^2 messages in [\d.]+ s \([\d.]+ msgs/s\): positions 1, vwap 1$", result.stderr, re.M)
-    assert "gaps 0 (0 missed) · duplicates 0 · out of order 0 · non-JSON frames 0" in result.stderr
+    assert "gaps 0 (0 missed) · resyncs 0 (0 skipped) · duplicates 0 · out of order 0 · non-JSON frames 0" in (
+        result.stderr
+    )
 
 
 def test_tail_warns_inline_of_gap_duplicate_and_out_of_order(run: Run, ws_server: StartWsServer) -> None:
@@ -115,7 +117,7 @@ def test_tail_warns_inline_of_gap_duplicate_and_out_of_order(run: Run, ws_server
     assert "⚠ gap: 2 missed before #5" in lines[2]
     assert "⚠ duplicate #5" in lines[3]
     assert "⚠ out of order #3" in lines[4]
-    assert "gaps 1 (2 missed) · duplicates 1 · out of order 1" in result.stderr
+    assert "gaps 1 (2 missed) · resyncs 0 (0 skipped) · duplicates 1 · out of order 1" in result.stderr
 
 
 def test_tail_json_puts_health_warnings_on_stderr_only(run: Run, ws_server: StartWsServer) -> None:

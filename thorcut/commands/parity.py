@@ -163,6 +163,7 @@ def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | Non
         duration=duration,
         record=record,
         rest_timeout=settings.timeout,
+        resume=settings.manifest.stream.resume,
     )
     console = err()
     console.print(f"[dim]sampling {', '.join(judge.specs)} for {duration:g} s from "
@@ -221,7 +222,7 @@ def _run(*, features: list[str], all_: bool, default_all: bool, duration: float 
     summary = _summary(reports)
     meta = {"command": command, "source": result.source, "window_s": round(result.window_s, 3),
             "frames": result.frames, "non_json_frames": result.non_json, "rest_requests": result.rest_requests,
-            "notices": result.notices}  # fmt: skip
+            "notices": result.notices, "resumes": result.resumes}  # fmt: skip
     if junit is not None:
         write_junit(junit, reports, f"thorcut {command}", time.monotonic() - started)
     stored = replay is None and not no_store
@@ -232,6 +233,10 @@ def _run(*, features: list[str], all_: bool, default_all: bool, duration: float 
         render(out(), reports, f"thorcut {command} · {where}", show_paths=command == "diff" or bool(summary))
         if result.non_json:
             out().print(f"{result.non_json} WebSocket frame(s) were not JSON (counted, not judged).", highlight=False)
+        if result.resumes.get("sent") or result.resumes.get("healed"):
+            from thorcut.compare.health import Resumes
+
+            out().print(f"The stream was resumed: {Resumes(**result.resumes).text()}.", highlight=False)
     for line in github_annotations(reports):
         sys.stdout.write(line + "\n")
     sys.stdout.flush()

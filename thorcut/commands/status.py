@@ -135,7 +135,8 @@ class Snapshot:
                 verdict = Text(parity.verdict.value, style=_VERDICT_STYLE[parity.verdict])
                 verdict.append(f" · {ago(parity.judged_at, now)}", style="dim")
             health = parity.health()
-            stream = Text(health or "—", style="dim" if health in (None, "ok") else "red")
+            stream = Text(health or "—", style="dim" if health in (None, "ok") else
+                          "red" if parity.stream_problem() else "yellow")  # fmt: skip
             reads = reads_from(state.stage, state.percent)
             table.add_row(name, stage, reads, str(state.version), change, verdict, stream)
             block = Text(name, style="bold")

@@ -145,7 +145,9 @@ def tail(
 
     Filters combine (all must match). heartbeat, flags and other control messages show while no
     --feature/--type/--key leaves them out (e.g. --type heartbeat); frames that are not JSON always
-    show. Gaps, duplicates and reconnections appear inline; a summary goes to stderr at the end.
+    show. Gaps, resyncs, duplicates and reconnections appear inline; after a reconnect the stream is
+    resumed from the last seq seen (unless the manifest says [stream] resume = false). A summary
+    goes to stderr at the end.
     Exit 0 at the end (--count, --duration, Ctrl-C), 4 if the server cannot be reached or rejects
     the token.
 
@@ -163,7 +165,8 @@ def tail(
     )
     recorder = RecordingWriter(record, settings.manifest.to_dict()) if record is not None else None
     view = TailView(settings, filt, as_json=as_json, recorder=recorder)
-    client = StreamClient(target, headers, open_timeout=settings.timeout)
+    resume = view.resume_since if settings.manifest.stream.resume else None
+    client = StreamClient(target, headers, open_timeout=settings.timeout, resume=resume)
     try:
         asyncio.run(run_tail(client, view, count=count, duration=duration))
     except KeyboardInterrupt:

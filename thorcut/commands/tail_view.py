@@ -1,5 +1,10 @@
 """What ``thorcut tail`` shows: which messages (:class:`Filter`), and one line per message with
-its stream health (:class:`TailView`), or NDJSON; the recording it writes on the way."""
+its stream health (:class:`TailView`), or NDJSON; the recording it writes on the way.
+
+After a reconnect on which the stream was resumed, the server's ``resumed`` reply (and a
+``healed`` one it sends unasked) is told on stderr and counted, never judged as an envelope; an
+``error`` while the resume waits makes each stream start afresh (docs/contracts.md, "Resuming a
+stream")."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from rich.text import Text
 
 from thorcut.cli.output import out
 from thorcut.clock import parse_iso
-from thorcut.compare.health import Event, StreamHealth
+from thorcut.compare.health import Event, Reply, StreamHealth
 from thorcut.compare.locators import as_seq, path_get
 from thorcut.config import Settings
 from thorcut.manifest import Locators
@@ -26,6 +31,16 @@ from thorcut.wire.stream import Frame, Notice
 from thorcut.wire.urls import describe_headers
 
 _DEFAULT_LOCATORS = Locators()
+#: the warning shown on a message's line, by how it relates to its stream (none: nothing to say)
+_WARNINGS = {
+    Event.GAP: "gap: {skipped} missed before #{seq}",
+    Event.RESYNC: "resync: {skipped} skipped before #{seq}",
+    Event.AHEAD: "ahead: {skipped} before #{seq} not replayed yet",
+    Event.DUPLICATE: "duplicate #{seq}",
+    Event.RESENT: "resent #{seq}",
+    Event.OUT_OF_ORDER: "out of order #{seq}",
+}
+_RED = "gap"
 _ENVELOPE = frozenset({"type", "feature", "key", "seq", "ts"})
 
 
@@ -136,6 +151,11 @@ class TailView:
         self._widths = [0, 0]
         self._iso = _IsoClock()
         self._filtering = filt.active
+        self._reconnected: str | None = None  # the recording's mark of the next recorded frame
+
+    def resume_since(self) -> list[dict[str, Any]] | None:
+        """The ``since`` of a resume: the last seq seen per stream of a manifest type (None: none)."""
+        return self.health.since(frozenset(self.locators)) or None
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -156,11 +176,15 @@ class TailView:
             self._emit_json(frame, at, line)
             self.types["(not an envelope)"] += 1
             return
+        # A resume's answer is counted (and recorded, for the replay) whatever the filter shows.
+        control = (type_ == "resumed" or type_ == "error") and self._control(type_, msg)
         loc = self.locators.get(type_, _DEFAULT_LOCATORS)
         raw_key = path_get(msg, loc.key)
         key = None if raw_key is None else str(raw_key)
         if self._filtering and not self.filter.wants(type_, key):
             self.filtered += 1
+            if control:
+                self._record(frame, at)
             return
         seq = as_seq(path_get(msg, loc.seq))
         ts = msg.get("ts")
@@ -168,13 +192,11 @@ class TailView:
             ts = None
         warning = ""
         if seq is not None:
-            event, skipped = self.health.observe(type_, key or "", seq, ts=ts, received=frame.received)
-            if event is Event.GAP:
-                warning = f"gap: {skipped} missed before #{seq}"
-            elif event is Event.DUPLICATE:
-                warning = f"duplicate #{seq}"
-            elif event is Event.OUT_OF_ORDER:
-                warning = f"out of order #{seq}"
+            event, skipped = self.health.observe(type_, key or "", seq, ts=ts, received=frame.received,
+                                                 resync=msg.get("resync") is True)  # fmt: skip
+            warning = _WARNINGS.get(event, "").format(seq=seq, skipped=skipped)
+            if event is Event.RESENT and skipped:
+                warning += f" (resync: {skipped} skipped)"
         if self.as_json:
             self._emit_json(frame, at, None)
             if warning:
@@ -197,7 +219,7 @@ class TailView:
         if age:
             head.append(f"  {age}", style=style)
         if warning:  # before the summary, so truncation never hides it
-            head.append(f"  ⚠ {warning}", style="bold red" if warning.startswith("gap") else "bold yellow")
+            head.append(f"  ⚠ {warning}", style="bold red" if warning.startswith(_RED) else "bold yellow")
         body = path_get(msg, loc.body)
         if body is None:
             body = {k: v for k, v in msg.items() if k not in _ENVELOPE}
@@ -261,10 +283,37 @@ class TailView:
     def _record(self, frame: Frame, at: str) -> None:
         if self.recorder is None:
             return
+        mark, self._reconnected = self._reconnected, None
         if frame.error is not None:
-            self.recorder.ws(at, raw=frame.text)
+            self.recorder.ws(at, raw=frame.text, reconnected=mark)
         else:
-            self.recorder.ws(at, msg=frame.msg)
+            self.recorder.ws(at, msg=frame.msg, reconnected=mark)
+
+    def _control(self, type_: str, msg: dict[str, Any]) -> bool:
+        """Take a reply to a resume (or a server's own ``healed`` one), or an ``error`` while one
+        waits; return whether ``msg`` was one."""
+        if type_ == "error":
+            if not self.health.resume_refused():
+                return False
+            why = msg.get("error")
+            self.err.print(safe(f"the server refused the resume ({why if isinstance(why, str) else 'error'}): "
+                                "each stream starts afresh on this connection"), style="yellow")  # fmt: skip
+            return True
+        reply = Reply.parse(msg)
+        if reply is None:
+            return False
+        waited = self.health.resuming
+        held = self.health.resume_answered(reply)
+        what = f"{reply.replayed} replayed, {reply.resynced} resynced"
+        if reply.healed:
+            self.err.print(safe(f"the server healed its stream and resumed it unasked: {what}"), style="green")
+        else:
+            self.err.print(safe(f"resumed: {what}" + ("" if waited else " (no resume was waiting)")), style="green")
+        for h in held:
+            if h.missing:
+                self.err.print(safe(f"warning: {h.type} {h.key}: gap: {h.missing} missed before #{h.seq} "
+                                    "(not replayed by the resume)"), style="yellow")  # fmt: skip
+        return True
 
     # -- connection notices and the summary (stderr) -----------------------------------------
 
@@ -274,9 +323,17 @@ class TailView:
                 self.started = time.monotonic()
                 message = f"connected to {notice.detail} (headers: {describe_headers(headers)})"
                 self.err.print(safe(message), style="dim")
+            elif notice.resume is not None:  # judged against the seqs held: the server replays what was missed
+                self.reconnects += 1
+                self.health.begin_resume()
+                self._reconnected = "resume"
+                n = notice.resume
+                self.err.print(safe(f"reconnected to {notice.detail}; resuming {n} stream{'' if n == 1 else 's'} "
+                                    "from the last seq seen"), style="green")  # fmt: skip
             else:
                 self.reconnects += 1
                 self.health.reset_baseline()  # what was sent while away is a lost connection, not a gap
+                self._reconnected = "reset"
                 self.err.print(safe(f"reconnected to {notice.detail}"), style="green")
         elif notice.kind == "disconnected":
             self.err.print(safe(f"disconnected: {notice.detail}"), style="bold yellow")
@@ -292,10 +349,13 @@ class TailView:
         per_type = ", ".join(f"{t} {n}" for t, n in self.types.most_common()) or "none"
         lines = [
             f"{self.shown} {noun} in {elapsed:.1f} s ({self.shown / elapsed:.1f} msgs/s): {per_type}",
-            f"gaps {totals.gaps} ({totals.missed} missed) · duplicates {totals.duplicates} · "
-            f"out of order {totals.out_of_order} · non-JSON frames {self.non_json} · "
-            f"filtered out {self.filtered} · reconnections {self.reconnects}",
+            f"gaps {totals.gaps} ({totals.missed} missed) · resyncs {totals.resyncs} ({totals.resynced_missed} "
+            f"skipped) · duplicates {totals.duplicates} · out of order {totals.out_of_order} · "
+            f"non-JSON frames {self.non_json} · filtered out {self.filtered} · reconnections {self.reconnects}",
         ]
+        resumes = self.health.resumes
+        if resumes.sent or resumes.healed:
+            lines.append(resumes.text())
         if totals.lag_samples:
             mean, most = _span(totals.lag_ms_mean / 1000), _span(totals.lag_ms_max / 1000)
             lines.append(f"age at arrival: mean {mean}, max {most}")

@@ -7,8 +7,13 @@ the same calls in the same order, so a recording replays to the verdict it was r
 
 Counts per feature (docs/contracts.md, "The parity verdict"): ``samples`` (WebSocket messages of the
 feature), ``paired``, ``matched``, ``mismatched``, ``unpaired`` (REST never showed that ``seq``),
-stream health from :mod:`thorcut.compare.health`, and ``errors`` (REST failures by kind plus
-messages of the feature without a usable ``seq``/``key``).
+stream health from :mod:`thorcut.compare.health` (gaps, and apart from them the resyncs: jumps
+marked ``"resync": true``), and ``errors`` (REST failures by kind plus messages of the feature
+without a usable ``seq``/``key``).
+
+After a reconnect the caller says whether it resumed the stream (:meth:`ShadowJudge.reconnected`);
+the server's answers to a resume (``resumed``, or ``error`` while one waits) are not samples: they
+end the resume (:attr:`ShadowJudge.health`'s ``resumes`` counts them).
 
 A REST response names the sample it was made for (``RestRequest.seq``) when the caller knows it
 (live runs, recordings thorcut writes). When it does not (``seq`` None: a recording written by
@@ -30,8 +35,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from thorcut.clock import iso_timestamp
 from thorcut.compare.engine import Comparator, Difference
-from thorcut.compare.health import Counters, Event, StreamHealth
+from thorcut.compare.health import Counters, Event, Reply, StreamHealth
 from thorcut.compare.locators import as_seq, path_get
 from thorcut.compare.pairing import Pair, Pairer
 from thorcut.compare.rules import Rules
@@ -134,9 +140,10 @@ def judge(counts: dict[str, int], window_s: float, t: Thresholds) -> tuple[Verdi
     rate = mismatched / paired if paired else 0.0
     if mismatched and rate > t.max_mismatch_rate:
         fails.append(f"mismatch rate {rate:.2%} > {t.max_mismatch_rate:.2%} ({mismatched} of {paired} pairs)")
-    for name, limit, what in (("gaps", t.max_gaps, "gaps"), ("duplicates", t.max_duplicates, "duplicates"),
+    for name, limit, what in (("gaps", t.max_gaps, "gaps"), ("resyncs", t.max_resyncs, "resyncs"),
+                              ("duplicates", t.max_duplicates, "duplicates"),
                               ("out_of_order", t.max_out_of_order, "out-of-order messages")):  # fmt: skip
-        if counts[name] > limit:
+        if counts.get(name, 0) > limit:
             fails.append(f"{counts[name]} {what} > {limit} allowed")
     if fails:
         return Verdict.FAIL, tuple(fails)
@@ -238,7 +245,7 @@ class ShadowJudge:
         self.pairer = Pairer(self._paired, self._unpaired, keep=keep)
         self.path_limit = path_limit
         self.non_json = 0
-        self.other = 0  # JSON messages of no judged feature (heartbeats, flags, other features)
+        self.other = 0  # JSON messages of no judged feature (heartbeats, flags, other features, resume replies)
         # The (type, key) streams that had a message or response that may hold a true/false (all
         # of them unless the caller says otherwise, as a replay does from each line's text).
         self._maybe_bool: set[tuple[str, str]] = set()
@@ -256,6 +263,12 @@ class ShadowJudge:
         spec = self.by_type.get(type_) if isinstance(type_, str) else None
         if spec is None:
             self.other += 1
+            if type_ == "resumed":
+                reply = Reply.parse(msg)
+                if reply is not None:
+                    self.health.resume_answered(reply)
+            elif type_ == "error":
+                self.health.resume_refused()
             return None
         assert isinstance(type_, str)
         tally = self.tallies[spec.name]
@@ -270,8 +283,10 @@ class ShadowJudge:
             return None
         key = str(key)
         ts = msg.get("ts")
-        event, _ = self.health.observe(type_, key, seq, ts=ts if isinstance(ts, str) else None, received=received)
-        if event is Event.DUPLICATE:
+        clock = iso_timestamp(at) if self.health.resuming else None  # the recording's time, live and replayed
+        event, _ = self.health.observe(type_, key, seq, ts=ts if isinstance(ts, str) else None, received=received,
+                                       resync=msg.get("resync") is True, clock=clock)  # fmt: skip
+        if event is Event.DUPLICATE or event is Event.RESENT:
             return None  # the first copy is the sample
         if maybe_bool:
             self._maybe_bool.add((type_, key))
@@ -284,9 +299,19 @@ class ShadowJudge:
     def frame_not_json(self) -> None:
         self.non_json += 1
 
-    def reconnected(self) -> None:
-        """The stream reconnected: messages missed meanwhile are the connection's, not gaps."""
-        self.health.reset_baseline()
+    def reconnected(self, *, resume: bool = False) -> None:
+        """The stream reconnected. ``resume``: a resume was sent with :meth:`resume_since`, so what
+        follows is judged against the kept baseline (replayed envelopes are the next versions, a
+        marked jump is a resync, an unmarked one a gap); else messages missed meanwhile are the
+        connection's, not gaps (a new baseline)."""
+        if resume:
+            self.health.begin_resume()
+        else:
+            self.health.reset_baseline()
+
+    def resume_since(self) -> list[dict[str, Any]] | None:
+        """The ``since`` of a resume for the judged features' streams, or None when none is held."""
+        return self.health.since(frozenset(self.by_type)) or None
 
     def rest_response(self, req: RestRequest, *, status: int | None, body: Any = None, error: str | None = None,
                       maybe_bool: bool = True) -> bool:  # fmt: skip
@@ -396,6 +421,8 @@ class ShadowJudge:
                 "unpaired": tally.unpaired,
                 "gaps": health.gaps,
                 "missed": health.missed,
+                "resyncs": health.resyncs,
+                "resynced_missed": health.resynced_missed,
                 "duplicates": health.duplicates,
                 "out_of_order": health.out_of_order,
                 "errors": tally.errors,

@@ -6,6 +6,11 @@ most ``concurrency`` requests in flight. A response still behind the sample's ``
 again a few times. Everything seen can be written to a recording, which
 :func:`thorcut.parity.replay.replay` judges later with the same :class:`ShadowJudge` calls in the
 same order.
+
+After a reconnect the stream is resumed (``LiveOptions.resume``, the manifest's ``[stream]
+resume``): the judge is told so, and the recording marks the first line after the reconnect
+(``"reconnected": "resume"``, or ``"reset"`` when no resume was sent) so that its replay judges
+the same.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class LiveOptions:
     concurrency: int = 8
     rest_timeout: float = 2.0
     max_size: int = 4 * 2**20
+    resume: bool = True  # resume the stream after a reconnect (the manifest's [stream] resume)
 
 
 def _at(ts: float) -> str:
@@ -113,21 +119,27 @@ async def run_live(
 
     started = time.monotonic()
     deadline = started + opts.duration
-    stream = StreamClient(opts.ws_url, opts.headers, max_size=opts.max_size, open_timeout=opts.rest_timeout)
+    stream = StreamClient(opts.ws_url, opts.headers, max_size=opts.max_size, open_timeout=opts.rest_timeout,
+                          resume=judge.resume_since if opts.resume else None)  # fmt: skip
     first = True
+    reconnected: str | None = None  # the mark of the next recorded frame: "resume" or "reset"
 
     async def consume(client: httpx.AsyncClient) -> None:
-        nonlocal first
+        nonlocal first, reconnected
         async for item in stream.frames():
             if isinstance(item, Notice):
+                text = f"{item.kind}: {item.detail}"
                 if item.kind == "connected":
                     if not first:
-                        judge.reconnected()
+                        judge.reconnected(resume=item.resume is not None)
+                        reconnected = "reset" if item.resume is None else "resume"
+                        if item.resume is not None:
+                            text += f" (resuming {item.resume} stream{'' if item.resume == 1 else 's'})"
                     first = False
                 if item.kind != "connected" or result.notices:
-                    result.notices.append(f"{item.kind}: {item.detail}")
+                    result.notices.append(text)
                     if on_notice:
-                        on_notice(f"{item.kind}: {item.detail}")
+                        on_notice(text)
                 continue
             result.frames += 1
             at = _at(item.received)
@@ -136,10 +148,12 @@ async def run_live(
                 result.non_json += 1
                 judge.frame_not_json()
                 if writer is not None:
-                    writer.ws(at, raw=item.text)
+                    writer.ws(at, raw=item.text, reconnected=reconnected)
+                reconnected = None
                 continue
             if writer is not None:
-                writer.ws(at, msg=item.msg)
+                writer.ws(at, msg=item.msg, reconnected=reconnected)
+            reconnected = None
             req = judge.ws_message(item.msg, at, item.received)
             if req is not None:
                 task = asyncio.create_task(fetch(client, req))
@@ -172,4 +186,5 @@ async def run_live(
         )
     result.reports = judge.report(span.seconds)
     result.window_s = span.seconds
+    result.resumes = judge.health.resumes.to_dict()
     return result

@@ -66,6 +66,7 @@ def replay(judge: ShadowJudge, path: Path, *, named: bool = True, max_line: int 
         reports = {n: reports[n] for n in keep} if keep else reports
     result.reports = reports
     result.window_s = span.seconds
+    result.resumes = judge.health.resumes.to_dict()
     return result
 
 
@@ -85,6 +86,8 @@ def _feed(judge: ShadowJudge, reader: RecordingReader, path: Path, result: RunRe
                 last = at
             if type(rec) is WsRecord:
                 frames += 1
+                if rec.reconnected is not None:  # as the live run was told at the reconnect
+                    judge.reconnected(resume=rec.reconnected == "resume")
                 if rec.raw is not None:
                     non_json += 1
                     judge.frame_not_json()

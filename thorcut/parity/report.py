@@ -43,11 +43,11 @@ def value_text(value: Any, missing: bool = False) -> Text:
 
 
 _COUNTS = (("paired", "paired"), ("matched", "matched"), ("mismatched", "mismatched"), ("unpaired", "unpaired"),
-           ("gaps", "gaps"), ("dups", "duplicates"), ("errors", "errors"))  # fmt: skip
+           ("gaps", "gaps"), ("resyncs", "resyncs"), ("dups", "duplicates"), ("errors", "errors"))  # fmt: skip
 
 
 def _count(c: dict[str, int], key: str) -> int:
-    return c["duplicates"] + c["out_of_order"] if key == "duplicates" else c[key]
+    return c["duplicates"] + c["out_of_order"] if key == "duplicates" else c.get(key, 0)
 
 
 def verdict_lines(reports: dict[str, FeatureReport], title: str, width: int) -> Text:
@@ -71,11 +71,12 @@ def verdict_table(reports: dict[str, FeatureReport], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("feature", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for name in ("paired", "matched", "mismatched", "unpaired", "gaps", "dups", "errors"):
+    for name in ("paired", "matched", "mismatched", "unpaired", "gaps", "resyncs", "dups", "errors"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("why", ratio=1)
     for r in reports.values():
         c = r.counts
+        resyncs = c.get("resyncs", 0)
         table.add_row(
             r.feature,
             Text(r.verdict.value, style=STYLE[r.verdict]),
@@ -84,6 +85,7 @@ def verdict_table(reports: dict[str, FeatureReport], title: str) -> Table:
             Text(str(c["mismatched"]), style="red" if c["mismatched"] else ""),
             str(c["unpaired"]),
             Text(str(c["gaps"]), style="red" if c["gaps"] else ""),
+            Text(str(resyncs), style=("red" if resyncs > r.thresholds.max_resyncs else "yellow") if resyncs else ""),
             Text(str(c["duplicates"] + c["out_of_order"]), style="red" if c["duplicates"] + c["out_of_order"] else ""),
             Text(str(c["errors"]), style="yellow" if c["errors"] else ""),
             "; ".join(r.reasons),
@@ -113,6 +115,8 @@ def details(r: FeatureReport) -> Text | None:
     h = r.health
     if h.get("gaps"):
         bits.append(f"{h['gaps']} gap(s), {h['missed']} seq(s) missed")
+    if h.get("resyncs"):
+        bits.append(f"{h['resyncs']} resync(s), {h.get('resynced_missed', 0)} seq(s) skipped")
     if h.get("duplicates"):
         bits.append(f"{h['duplicates']} duplicate(s)")
     if h.get("out_of_order"):
@@ -225,7 +229,8 @@ def mismatch_examples(r: FeatureReport) -> list[str]:
 def progress(judge: ShadowJudge, elapsed: float, duration: float) -> Group:
     """The live view while sampling: per feature, progress toward the minimum samples and window."""
     table = Table(title=f"sampling · {elapsed:.0f}/{duration:.0f} s", title_justify="left")
-    for col in ("feature", "samples", "paired", "toward min", "match rate", "unpaired", "gaps", "dups", "errors"):
+    for col in ("feature", "samples", "paired", "toward min", "match rate", "unpaired", "gaps", "resyncs", "dups",
+                "errors"):  # fmt: skip
         table.add_column(col, justify="left" if col == "feature" else "right", no_wrap=True)
     for name, t in judge.tallies.items():
         h = judge.health.totals(t.spec.types)
@@ -236,6 +241,10 @@ def progress(judge: ShadowJudge, elapsed: float, duration: float) -> Group:
         table.add_row(name, str(t.samples), str(t.paired), toward,
                       Text(rate, style="green" if t.paired and t.matched == t.paired else "red" if t.paired else ""),
                       str(t.unpaired), Text(str(h.gaps), style="red" if h.gaps else ""),
-                      str(h.duplicates), str(t.errors))  # fmt: skip
+                      Text(str(h.resyncs), style="yellow" if h.resyncs else ""), str(h.duplicates),
+                      str(t.errors))  # fmt: skip
     foot = Text(f"non-JSON frames {judge.non_json} · other messages {judge.other}", style="dim")
+    r = judge.health.resumes
+    if r.sent or r.healed:
+        foot.append(f" · {r.text()}")
     return Group(table, foot)

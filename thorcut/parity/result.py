@@ -17,6 +17,7 @@ class RunResult:
     non_json: int = 0
     notices: list[str] = field(default_factory=list)
     rest_requests: int = 0
+    resumes: dict[str, int] = field(default_factory=dict)  # what the resumes did (StreamHealth.resumes)
 
 
 class Span:

@@ -9,7 +9,11 @@ list the features it holds, ``"features": [...]``); every other line is one of::
      "status": 200, "elapsed_ms": 3.1, "body": {…} | "raw": "…" | "error": "timeout"}
 
 ``body`` is the parsed response, ``raw`` a response that was not JSON, ``error`` a request that got
-no response. That is the whole required format; key order and layout mean nothing. thorcut itself
+no response. That is the whole required format; key order and layout mean nothing. A ws line may
+also carry ``"reconnected": "resume"`` or ``"reconnected": "reset"``: the stream reconnected just
+before it, and resumed (judged against the kept baseline) or not (each stream starts afresh), so
+that a replay judges it as the live run did; a line without it follows on the same connection. A
+message marked ``"resync": true`` is kept as it came, so its replay counts the resync too. thorcut itself
 also writes ``type``, ``key`` and ``for_seq`` on REST lines (which message the request was made
 for); a line without them is read as well, and :func:`thorcut.parity.replay.replay` derives them
 from the body or the URL through the manifest. A line that is not one RFC 8259 JSON object of this
@@ -63,6 +67,7 @@ class WsRecord:
     msg: Any = None
     raw: str | None = None
     maybe_bool: bool = True  # False: the line certainly holds no true/false (jsonfast.loads_scanned)
+    reconnected: str | None = None  # "resume" or "reset": the first frame after a reconnect (module docstring)
 
     @property
     def message(self) -> Any:
@@ -101,6 +106,9 @@ class RestRecord:
 
 Record = WsRecord | RestRecord
 
+#: the values of a ws line's ``reconnected``
+RECONNECTED = ("resume", "reset")
+
 
 def body_of(text: bytes) -> Any:
     """The ``body`` of a REST line that was read already (:attr:`RestRecord.text`), parsed anew."""
@@ -136,12 +144,16 @@ class RecordingWriter:
         self._file.write(line + _dumps(envelope["data"]) + "}}\n")
         self._file.flush()
 
-    def ws(self, at: str, msg: Any = None, raw: str | None = None) -> None:
-        """Record a frame: its parsed JSON as ``msg``, or its text as ``raw`` when it was not JSON."""
+    def ws(self, at: str, msg: Any = None, raw: str | None = None, *, reconnected: str | None = None) -> None:
+        """Record a frame: its parsed JSON as ``msg``, or its text as ``raw`` when it was not JSON.
+        ``reconnected``: the first frame after a reconnect, ``"resume"`` or ``"reset"``."""
+        head: dict[str, Any] = {"at": at, "src": "ws"}
+        if reconnected is not None:
+            head["reconnected"] = reconnected
         if raw is not None:
-            self._write({"at": at, "src": "ws", "raw": raw})
+            self._write({**head, "raw": raw})
         else:
-            self._write_data_last({"at": at, "src": "ws"}, "msg", msg)
+            self._write_data_last(head, "msg", msg)
 
     def rest(self, rec: RestRecord) -> None:
         out: dict[str, Any] = {
@@ -206,7 +218,7 @@ def _parse(obj: Any, path: Path, line: int, maybe_bool: bool = True, text: bytes
     # every other shape and gives the errors.
     if type(obj) is dict and type(at := obj.get("at")) is str and "data_last" not in obj:
         src = obj.get("src")
-        if src == "ws" and "msg" in obj:
+        if src == "ws" and "msg" in obj and "reconnected" not in obj:
             return WsRecord(at, obj["msg"], None, maybe_bool)
         if src == "rest" and "body" in obj and obj.get("raw") is None and obj.get("error") is None:
             status, elapsed, for_seq = obj.get("status"), obj.get("elapsed_ms", 0.0), obj.get("for_seq")
@@ -226,11 +238,14 @@ def _parse_any(obj: Any, path: Path, line: int, maybe_bool: bool, text: bytes | 
     at = _str(obj, "at", path, line)
     src = obj.get("src")
     if src == "ws":
+        reconnected = obj.get("reconnected")
+        if reconnected is not None and reconnected not in RECONNECTED:
+            raise _bad(path, line, f'\'reconnected\' must be "resume" or "reset" or absent, not {reconnected!r}')
         if "msg" in obj:
             _check_data_last(obj, obj["msg"], path, line)
-            return WsRecord(at, msg=obj["msg"], maybe_bool=maybe_bool)
+            return WsRecord(at, msg=obj["msg"], maybe_bool=maybe_bool, reconnected=reconnected)
         if isinstance(obj.get("raw"), str):
-            return WsRecord(at, raw=obj["raw"], maybe_bool=maybe_bool)
+            return WsRecord(at, raw=obj["raw"], maybe_bool=maybe_bool, reconnected=reconnected)
         raise _bad(path, line, "a ws record needs 'msg' or a string 'raw'")
     if src == "rest":
         status = obj.get("status")

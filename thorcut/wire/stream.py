@@ -18,16 +18,24 @@ Connection policy:
   The backoff starts again from ``backoff_initial`` once a connection has proved itself (delivered
   a frame or stayed open for a second), so a server that accepts and at once closes again is not
   hammered.
+
+Resuming (docs/contracts.md, "Resuming a stream"): given ``resume``, a function that returns the
+last ``seq`` the caller holds per stream (``[{"type", "key", "seq"}, ...]``, or None for nothing to
+resume), every reconnection first sends ``{"action": "resume", "since": [...]}`` (:func:`resume_frame`)
+and says so in its ``Notice("connected", resume=N)``. What the server answers (the replayed
+envelopes, ``resync``-marked ones, ``resumed`` or ``error``) are frames like any other: the caller
+judges them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import ssl
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +74,16 @@ class Notice:
     detail: str  # human text; URLs redacted
     delay: float = 0.0  # "reconnecting": seconds until the next attempt
     attempt: int = 0  # "reconnecting": 1 for the first retry after a drop
+    resume: int | None = None  # "connected": a resume naming this many streams was sent first (None: none)
+
+
+#: What a caller holds to resume from: ``[{"type", "key", "seq"}, ...]``, or None (nothing to resume).
+Since = Callable[[], list[dict[str, Any]] | None]
+
+
+def resume_frame(since: list[dict[str, Any]]) -> str:
+    """The ``resume`` command for ``since``, as sent: ``{"action":"resume","since":[...]}``."""
+    return json.dumps({"action": "resume", "since": since}, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_frame(data: str | bytes, received: float) -> Frame:
@@ -153,6 +171,7 @@ class StreamClient:
         backoff_initial: float = 0.25,
         backoff_max: float = 10.0,
         rng: random.Random | None = None,
+        resume: Since | None = None,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
@@ -162,6 +181,7 @@ class StreamClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.rng = rng or random.Random()
+        self.resume = resume
         self.connects = 0  # successful connections so far (1 + reconnections)
 
     def backoff(self, attempt: int) -> float:
@@ -179,6 +199,20 @@ class StreamClient:
             close_timeout=0.25,  # a tail that ends must not wait on a peer that never answers the close
             user_agent_header=f"thorcut/{__version__}",
         )
+
+    async def _resume(self, ws: ClientConnection) -> tuple[ConnectionClosed | None, int | None]:
+        """On a reconnection, send the resume first; return the drop if that failed, and how many
+        streams the resume named (None: none was sent)."""
+        if self.connects < 2 or self.resume is None:
+            return None, None
+        since = self.resume()
+        if since is None:
+            return None, None
+        try:
+            await ws.send(resume_frame(since))
+        except ConnectionClosed as closed:
+            return closed, None
+        return None, len(since)
 
     async def frames(self) -> AsyncGenerator[Frame | Notice, None]:
         """Yield frames and notices until the caller stops (or, without ``reconnect``, a drop).
@@ -205,8 +239,10 @@ class StreamClient:
             self.connects += 1
             opened, proven = time.monotonic(), False
             try:
-                yield Notice("connected", redact_url(self.url))
-                while True:
+                drop, resumed = await self._resume(ws)
+                if drop is None:
+                    yield Notice("connected", redact_url(self.url), resume=resumed)
+                while drop is None:
                     try:
                         data = await ws.recv()
                     except ConnectionClosed as closed:

@@ -3,9 +3,16 @@
 While the channel-layer Redis was unreachable, channels_redis logged a traceback from its receive
 task every second and every connecting stream logged its own: 19 tracebacks in one outage. Now
 every connection error seen by the stream consumer, the hub or channels_redis goes through
-:func:`failed`; the first one of an outage logs one WARNING line and starts a probe that pings
-Redis until it answers, which logs the second line (with how long it was away and how many errors
-were folded into the first). Errors that are not connection errors are not ours to hide.
+:func:`failed`; the first one of an outage logs one WARNING line, and the second line (with how
+long it was away and how many errors were folded into the first) comes when it is back. Errors
+that are not connection errors are not ours to hide.
+
+"Back" means the layer's own path works again, not merely that Redis answers a PING: a PING
+answered before channels_redis had re-made its pub/sub connection declared the outage over while
+new streams still failed to subscribe (a CI flake). So while a worker's hub probes its path
+through the channel layer (:mod:`global_markets.hub`, :meth:`Outage.watch`), only a probe sent
+after the outage began and come back through the layer ends it (:meth:`Outage.path_works`); a
+process without a probing hub falls back to pinging Redis.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class Outage:
         self.since: float | None = None
         self.folded = 0
         self.outages = 0
+        self.watchers = 0  # hubs probing the layer's path: they, not a PING, tell when it is back
         self._probes: set[asyncio.Task[None]] = set()
 
     @property
@@ -87,6 +95,21 @@ class Outage:
             log.warning("channel-layer Redis at %s is reachable again after %.1f s (%d more errors not logged)",
                         shown_url(self.url), time.monotonic() - since, folded)  # fmt: skip
 
+    def watch(self) -> None:
+        """A hub starts probing the layer's path: from now on its probes end outages."""
+        with self._lock:
+            self.watchers += 1
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self.watchers = max(0, self.watchers - 1)
+
+    def path_works(self, sent_at: float) -> None:
+        """A probe sent at ``sent_at`` (monotonic) came back through the layer: an older outage is over."""
+        since = self.since
+        if since is not None and since < sent_at:
+            self.healed()
+
     def _start_probe(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -105,7 +128,8 @@ class Outage:
                 await asyncio.sleep(PROBE_EVERY)
                 with contextlib.suppress(Exception):  # still away (or frozen: the ping times out)
                     await client.ping()
-                    self.healed()
+                    if not self.watchers:  # else the hub's probe says when the layer's path is back
+                        self.healed()
         finally:
             await client.aclose()
 

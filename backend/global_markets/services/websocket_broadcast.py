@@ -10,6 +10,16 @@ it. After a failure a short circuit breaker opens: messages dequeued while it is
 as failed without a send attempt (so a dead Redis drains the queue quickly instead of leaving
 minutes-old messages waiting), then one probe send is tried; its success closes the breaker.
 
+Resuming (docs/contracts.md, "Resuming a stream"): every envelope it publishes (what the heartbeat
+submitted, after fault injection, so exactly what was pushed) also goes, with the JSON text the
+clients got, into its stream's history in Redis (:mod:`global_markets.services.stream_history`:
+batched, pipelined, on its own task, so it never delays a send); ``heartbeat`` has none. A history
+write that fails is counted (``history_failed``, ``thor_broadcast_dropped_total{reason="history"}``)
+and logged once per streak; it never blocks and never opens the breaker (the push itself went out).
+After messages were lost here (a failed send, the breaker, a full queue), the first thing sent
+once Redis answers again is a ``thor.heal`` event on the heartbeat group (:data:`groups.HEAL`): it
+makes every worker bring its clients back to the current state before anything newer reaches them.
+
 Why not ``async_to_sync(layer.group_send)(...)`` per message, the usual idiom from plain threads:
 from a thread without a running loop, ``async_to_sync`` creates (and closes) a new event loop for
 each call, and channels_redis keeps its connection pools *per event loop*. Every send therefore
@@ -36,6 +46,7 @@ from django.utils.module_loading import import_string
 
 from global_markets import groups
 from global_markets.metrics import BROADCAST_DROPPED, BROADCAST_QUEUE_DEPTH, BROADCAST_QUEUED
+from global_markets.services import stream_history
 
 log = logging.getLogger("thor.broadcast")
 
@@ -77,7 +88,10 @@ class Broadcaster:
     """Bounded queue + one asyncio loop thread that sends each message to its channel-layer group.
 
     ``layer_factory`` (called once, in the broadcaster's loop thread) builds the channel layer;
-    by default it is ``CHANNEL_LAYERS["default"]`` from the settings, with socket timeouts.
+    by default it is ``CHANNEL_LAYERS["default"]`` from the settings, with socket timeouts. The
+    history goes to ``history_url`` (default ``CHANNEL_REDIS_URL``), ``history_size`` envelopes per
+    stream expiring after ``history_ttl`` seconds (default ``THOR_HISTORY_SIZE``/``THOR_HISTORY_TTL``);
+    ``history=False`` keeps none.
     """
 
     def __init__(
@@ -87,6 +101,10 @@ class Broadcaster:
         maxsize: int = QUEUE_SIZE,
         send_timeout: float = SEND_TIMEOUT,
         name: str = "thor-broadcaster",
+        history: bool = True,
+        history_url: str | None = None,
+        history_size: int | None = None,
+        history_ttl: int | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1 (the queue is always bounded)")
@@ -111,6 +129,17 @@ class Broadcaster:
         self.last_error: str = ""
         self._breaker_until = 0.0
         self._breaker_wait = BREAKER_MIN
+        self._history_on = history
+        self._history_url = history_url
+        self._history_size = settings.THOR_HISTORY_SIZE if history_size is None else history_size
+        self._history_ttl = settings.THOR_HISTORY_TTL if history_ttl is None else history_ttl
+        self._history: stream_history.HistoryWriter | None = None
+        self._history_failing = False
+        self.history_written = 0
+        self.history_failed = 0
+        #: Messages were lost since the last heal event: send one before the next message.
+        self._heal_needed = False
+        self.heals = 0
 
     # -- producer side (any thread, never blocks) -------------------------------------------
 
@@ -122,6 +151,7 @@ class Broadcaster:
         except queue.Full:
             with self._count_lock:
                 self.dropped += 1
+            self._heal_needed = True
             BROADCAST_DROPPED.labels(type_, "queue_full").inc()
             return False
         BROADCAST_QUEUED.labels(type_).inc()
@@ -167,7 +197,8 @@ class Broadcaster:
         """Wait until everything submitted so far has been sent or dropped (tests)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and self.in_flight == 0:
+            history = self._history
+            if self._queue.empty() and self.in_flight == 0 and (history is None or not history.busy):
                 return True
             time.sleep(0.002)
         return False
@@ -185,6 +216,9 @@ class Broadcaster:
             "maxsize": self.maxsize,
             "breaker_open": time.monotonic() < self._breaker_until,
             "last_error": self.last_error,
+            "history_written": self.history_written,
+            "history_failed": self.history_failed,
+            "heals": self.heals,
         }
 
     # -- the loop thread ------------------------------------------------------------------------
@@ -213,8 +247,23 @@ class Broadcaster:
         # and wraps this loop's close() to close them (see _thread_main). Never call the layer's
         # flush() here: on the core layer it deletes every group in Redis.
         layer = self._factory()
+        if self._history_on:
+            self._history = stream_history.HistoryWriter(
+                stream_history.client(self._history_url, self.send_timeout),
+                size=self._history_size,
+                ttl=self._history_ttl,
+                timeout=self.send_timeout,
+                on_failed=self._history_failed,
+                on_written=self._history_written,
+            )
+            self._history.start()
         self._ready.set()
-        await self._drain(layer)
+        try:
+            await self._drain(layer)
+        finally:
+            if self._history is not None:
+                left = (self._stop_deadline or time.monotonic()) - time.monotonic()
+                await self._history.close(max(left, self.send_timeout))
 
     async def _drain(self, layer: Any) -> None:
         assert self._wake is not None
@@ -253,8 +302,16 @@ class Broadcaster:
         if now < self._breaker_until:
             self._fail(message, "redis_down")
             return
+        event = groups.event(message)
         try:
-            send = layer.group_send(groups.group_for(message), groups.event(message))
+            if self._heal_needed:
+                # Before anything newer: every worker heals its clients from the database's state,
+                # so the messages lost here never show as an unmarked jump.
+                heal = layer.group_send(groups.HEARTBEAT, {"type": groups.HEAL})
+                await asyncio.wait_for(heal, self.send_timeout)
+                self._heal_needed = False
+                self.heals += 1
+            send = layer.group_send(groups.group_for(message), event)
             await asyncio.wait_for(send, self.send_timeout)
         except Exception as exc:  # TimeoutError, redis errors, serialization errors alike
             detail = str(exc) or f"no answer within {self.send_timeout}s"
@@ -270,8 +327,29 @@ class Broadcaster:
         self._breaker_until = 0.0
         self._breaker_wait = BREAKER_MIN
         self.sent += 1
+        type_, seq = message["type"], message.get("seq")
+        if self._history is not None and type_ != "heartbeat" and type(seq) is int:
+            self._history.add(type_, str(message.get("key")), seq, event["text"])
 
     def _fail(self, message: dict[str, Any], reason: str) -> None:
         with self._count_lock:
             self.failed += 1
+        self._heal_needed = True
         BROADCAST_DROPPED.labels(str(message.get("type", "")), reason).inc()
+
+    def _history_failed(self, entries: list[stream_history.Entry], exc: BaseException) -> None:
+        """A history write failed: counted like a failed send, logged once per streak; pushes go on."""
+        self.history_failed += len(entries)
+        for type_, _, _, _ in entries:
+            BROADCAST_DROPPED.labels(type_, "history").inc()
+        if not self._history_failing:
+            self._history_failing = True
+            detail = str(exc) or f"no answer within {self.send_timeout}s"
+            log.warning("stream history write to Redis failed (%s: %s); resumes answer with a resync until it works",
+                        type(exc).__name__, detail[:200])  # fmt: skip
+
+    def _history_written(self, count: int) -> None:
+        self.history_written += count
+        if self._history_failing:
+            self._history_failing = False
+            log.warning("stream history writes to Redis work again")

@@ -21,7 +21,13 @@ interface PanelProps {
 export function Panel({ title, view, seq = view.seq, controls, ready, children }: PanelProps) {
   const now = useNow(250);
   return (
-    <section aria-label={title} className="panel" data-source={view.source} data-stage={view.flag.stage}>
+    <section
+      aria-label={title}
+      className="panel"
+      data-source={view.source}
+      data-stage={view.flag.stage}
+      data-stale={view.stale ? "true" : undefined}
+    >
       <header className="panel-head">
         <h2>{title}</h2>
         <SourceBadge source={view.source} stage={view.flag.stage} />
@@ -39,6 +45,16 @@ export function Panel({ title, view, seq = view.seq, controls, ready, children }
         {view.updatedAt !== null ? (
           <span>
             updated <span data-testid="updated">{formatAge(view.updatedAt, Math.max(now, view.updatedAt))}</span>
+          </span>
+        ) : null}
+        {view.stale ? (
+          // Not polled meanwhile: REST is retired at complete, and the resume on reconnect catches up.
+          <span
+            className="panel-stale"
+            data-testid="stale"
+            title="The WebSocket is not connected; this catches up by itself when it reconnects"
+          >
+            stale: not connected
           </span>
         ) : null}
         {ready && view.error ? <span className="panel-error">{view.error}</span> : null}

@@ -6,7 +6,10 @@ import { formatRate } from "./format";
 
 /**
  * Per feature: its cutover stage, where this client renders it from, the WebSocket traffic seen
- * (also while shadowed), gaps, duplicates and the flag version; plus the connection itself.
+ * (also while shadowed), gaps, resyncs, duplicates and the flag version; plus the connection
+ * itself and what its resumes did. Resyncs stand beside gaps because they are the healed kind of
+ * the same jump (docs/contracts.md, "Resyncs are counted apart from gaps"): a gap is state the
+ * page missed, a resync state the server brought it back to.
  */
 export function WebSocketShadowMonitor() {
   const runtime = useLiveRuntime();
@@ -15,6 +18,7 @@ export function WebSocketShadowMonitor() {
   useNow(1000); // rates decay without messages: re-read the counters every second
   const counters = manager.counters();
   const rest = runtime.restRequestCounts();
+  const resumes = manager.resumes;
   return (
     <section aria-label="Shadow monitor" className="panel monitor">
       <header className="panel-head">
@@ -28,6 +32,13 @@ export function WebSocketShadowMonitor() {
             {" "}· client <code>{runtime.clientId}</code>
           </span>
         </p>
+        <p className="monitor-connection subtle" data-testid="monitor-resumes">
+          Resumes sent <span data-testid="monitor-resumes-sent">{resumes.sent}</span>
+          {" "}· answered <span data-testid="monitor-resumes-answered">{resumes.answered}</span>
+          {" "}· replayed <span data-testid="monitor-replayed">{resumes.replayed}</span>
+          {" "}· resynced <span data-testid="monitor-resynced">{resumes.resynced}</span>
+          {" "}· healed <span data-testid="monitor-healed">{resumes.healed}</span>
+        </p>
       </header>
       <div className="table-wrap">
         <table>
@@ -40,6 +51,7 @@ export function WebSocketShadowMonitor() {
               <th scope="col" className="num">Messages</th>
               <th scope="col" className="num">Msgs/s</th>
               <th scope="col" className="num">Gaps</th>
+              <th scope="col" className="num">Resyncs</th>
               <th scope="col" className="num">Duplicates</th>
               <th scope="col" className="num">Flag version</th>
               <th scope="col" className="num">Last seq</th>
@@ -68,6 +80,7 @@ export function WebSocketShadowMonitor() {
                   <td data-col="messages" className="num">{c.messages}</td>
                   <td data-col="rate" className="num">{formatRate(c.rate)}</td>
                   <td data-col="gaps" className={c.gaps ? "num negative" : "num"}>{c.gaps}</td>
+                  <td data-col="resyncs" className="num">{c.resyncs}</td>
                   <td data-col="duplicates" className={c.duplicates ? "num negative" : "num"}>{c.duplicates}</td>
                   <td data-col="version" className="num">{flag.version}</td>
                   <td data-col="last-seq" className="num">{c.lastSeq ?? "—"}</td>

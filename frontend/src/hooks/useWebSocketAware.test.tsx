@@ -3,7 +3,7 @@ import type { ReactNode } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { LiveRuntime } from "../services/live";
-import { POSITIONS, backendRoutes, envelope, fakeRuntime, flag, flagsMessage } from "../test/fakes";
+import { POSITIONS, backendRoutes, envelope, fakeRuntime, flag, flagsMessage, market } from "../test/fakes";
 import { LiveRuntimeContext, useConnectionState } from "./useWebSocket";
 import { badgeText, getDataSource, useFeatureData, useWebSocketEnabled } from "./useWebSocketAware";
 
@@ -70,7 +70,7 @@ describe("useFeatureData", () => {
     runtime.stop();
   });
 
-  it("has no REST timer at complete", async () => {
+  it("has no REST timer at complete, and no REST read either: the resume brings the state", async () => {
     const { runtime, http, ws, wrapper } = setup();
     await act(async () => {
       ws.last().open();
@@ -78,10 +78,17 @@ describe("useFeatureData", () => {
     });
     const { result } = renderHook(() => useFeatureData("global_market"), { wrapper });
     await advance(0);
-    expect(http.count("/api/markets/status")).toBe(1); // one read: nothing to show yet
+    expect(http.count("/api/markets/status")).toBe(0);
+    // The server answers the resume sent on open with the current state of streams not named.
+    await act(async () => {
+      ws.last().receive({ ...envelope("market_status", "CME", 8, market("CME", true)), resync: true });
+      ws.last().receive({ ...envelope("market_status", "LSE", 3, market("LSE", false)), resync: true });
+      ws.last().receive({ type: "resumed", replayed: 0, resynced: 2 });
+    });
     await advance(20_000);
-    expect(http.count("/api/markets/status")).toBe(1);
+    expect(http.count("/api/markets/status")).toBe(0);
     expect(result.current.source).toBe("websocket");
+    expect(result.current.polling).toBe(false);
     expect(result.current.entries.map((e) => e.envelope.key)).toEqual(["CME", "LSE"]);
     runtime.stop();
   });

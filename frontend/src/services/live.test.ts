@@ -1,6 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { BALANCE, POSITIONS, backendRoutes, envelope, fakeRuntime, flag, flagsMessage } from "../test/fakes";
+import {
+  BALANCE,
+  POSITIONS,
+  backendRoutes,
+  envelope,
+  fakeRuntime,
+  flag,
+  flagsMessage,
+  market,
+  resumesSent,
+  resyncEnvelope,
+} from "../test/fakes";
+import type { Feature, FeatureFlag } from "../types";
 import { WS_LOG_KEY } from "./log";
 
 const flush = () => vi.advanceTimersByTimeAsync(0);
@@ -226,6 +238,223 @@ describe("LiveRuntime session", () => {
     runtime.register("account_balance", { account: "DU1234" });
     await flush();
     expect(runtime.view("account_balance", { account: "DU1234" }).error).toBe("No data yet");
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime resume", () => {
+  it("sends resume on open and on reconnect, built from REST answers in the store and from the stream", async () => {
+    const { runtime, ws, seqs } = setup();
+    seqs.balance = 3;
+    seqs.markets = 5;
+    runtime.start();
+    runtime.register("account_balance", { account: "DU1234" });
+    runtime.register("global_market", {});
+    await flush(); // flags not known yet: off, so REST is read
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([
+      {
+        action: "resume",
+        since: [
+          { type: "account_balance", key: "DU1234", seq: 3 },
+          { type: "market_status", key: "CME", seq: 5 },
+          { type: "market_status", key: "LSE", seq: 5 },
+        ],
+      },
+    ]);
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0 });
+    ws.last().receive(flagsMessage({ positions: flag("live", 2) }));
+    ws.last().receive(envelope("account_balance", "DU1234", 7, BALANCE)); // shadow traffic, newer than REST
+    ws.last().receive(envelope("positions", "DU1234", 9, POSITIONS)); // rendered
+    ws.last().receive(envelope("market_status", "CME", 4, market("CME", true))); // older than REST
+    ws.last().drop(1006);
+    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([
+      {
+        action: "resume",
+        since: [
+          { type: "account_balance", key: "DU1234", seq: 7 },
+          { type: "market_status", key: "CME", seq: 5 },
+          { type: "market_status", key: "LSE", seq: 5 },
+          { type: "positions", key: "DU1234", seq: 9 },
+        ],
+      },
+    ]);
+    runtime.stop();
+  });
+
+  it("applies a resync as the new state, counts it apart from gaps and reads no REST for it", async () => {
+    const { runtime, http, ws } = setup();
+    runtime.start();
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("live", 2) }));
+    runtime.register("positions", { account: "DU1234" });
+    await flush();
+    expect(http.count("/api/account/positions")).toBe(1); // live: the one read of an empty view
+    ws.last().receive(envelope("positions", "DU1234", 5, POSITIONS));
+    ws.last().receive(resyncEnvelope("positions", "DU1234", 9, { ...POSITIONS, positions: [] }));
+    await flush();
+    const view = runtime.view("positions", { account: "DU1234" });
+    expect(view.seq).toBe(9);
+    expect(view.entries[0]?.envelope.data).toMatchObject({ positions: [] });
+    expect(runtime.manager.counters().positions).toMatchObject({ gaps: 0, resyncs: 1 });
+    expect(http.count("/api/account/positions")).toBe(1);
+    runtime.stop();
+  });
+
+  it("renders the newest shadow push once the feature is on WebSocket: since never runs ahead of it", async () => {
+    const { runtime, ws, seqs } = setup();
+    seqs.positions = 4;
+    runtime.start();
+    runtime.register("positions", { account: "DU1234" });
+    await flush();
+    ws.last().open();
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0 });
+    ws.last().receive(flagsMessage({ positions: flag("live", 1, "rest", 10) })); // live, outside the bucket
+    ws.last().receive(envelope("positions", "DU1234", 9, POSITIONS));
+    expect(runtime.view("positions", { account: "DU1234" }).seq).toBe(4);
+    ws.last().receive(flagsMessage({ positions: flag("complete", 2) }));
+    expect(runtime.view("positions", { account: "DU1234" })).toMatchObject({ seq: 9, source: "websocket" });
+    expect(resumesSent(ws.last()).at(-1)).toEqual({
+      action: "resume",
+      since: [{ type: "positions", key: "DU1234", seq: 9 }],
+    });
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime at complete", () => {
+  function completeFlags(features: Partial<Record<Feature, FeatureFlag>>) {
+    const seqs = { balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 };
+    const routes = backendRoutes(seqs);
+    routes["/api/cutover/flags"] = () => ({ body: { client: "test-client", features } });
+    return { ...fakeRuntime(routes), seqs };
+  }
+
+  const restCalls = (http: ReturnType<typeof fakeRuntime>["http"]) =>
+    http.calls.filter((c) => !c.url.startsWith("/api/cutover/flags")).map((c) => c.url);
+
+  it("never calls REST: at start, on a gap, with the socket down, on reconnect, after a backend restart", async () => {
+    const { runtime, http, ws } = completeFlags({ account_balance: flag("complete", 5) });
+    runtime.start();
+    await flush(); // the flags answer: complete
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    const view = () => runtime.view("account_balance", { account: "DU1234" });
+    expect(view()).toMatchObject({ polling: false, entries: [], stale: true });
+
+    // First open: the page holds nothing, so every stream comes as its current state.
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([{ action: "resume", since: [] }]);
+    ws.last().receive(resyncEnvelope("account_balance", "DU1234", 20, BALANCE));
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 1 });
+    expect(view()).toMatchObject({ seq: 20, stale: false });
+
+    // A gap: a resume naming the stream at what just arrived, not a REST read.
+    ws.last().receive(envelope("account_balance", "DU1234", 21, BALANCE));
+    ws.last().receive(envelope("account_balance", "DU1234", 24, BALANCE));
+    await flush();
+    expect(runtime.manager.counters().account_balance.gaps).toBe(1);
+    expect(resumesSent(ws.last()).at(-1)).toEqual({
+      action: "resume",
+      since: [{ type: "account_balance", key: "DU1234", seq: 24 }],
+    });
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0 });
+
+    // The socket is down for a minute (the reconnect never gets through): stale, not polled.
+    ws.last().drop(1006);
+    expect(view().stale).toBe(true);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(runtime.manager.getState()).toBe("connecting");
+    expect(view()).toMatchObject({ seq: 24, stale: true, polling: false });
+
+    // It reconnects: resume from 24, the missed envelope is replayed.
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([
+      { action: "resume", since: [{ type: "account_balance", key: "DU1234", seq: 24 }] },
+    ]);
+    ws.last().receive(envelope("account_balance", "DU1234", 25, BALANCE));
+    ws.last().receive({ type: "resumed", replayed: 1, resynced: 0 });
+    expect(view()).toMatchObject({ seq: 25, stale: false });
+
+    // The backend restarts (its history is gone): the current state comes marked resync.
+    ws.last().drop(1012);
+    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([
+      { action: "resume", since: [{ type: "account_balance", key: "DU1234", seq: 25 }] },
+    ]);
+    ws.last().receive(resyncEnvelope("account_balance", "DU1234", 40, BALANCE));
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 1 });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(view().seq).toBe(40);
+    expect(runtime.manager.counters().account_balance).toMatchObject({ gaps: 1, resyncs: 1 });
+
+    expect(restCalls(http)).toEqual([]);
+    expect(runtime.restRequestCounts().account_balance).toBe(0);
+    runtime.stop();
+  });
+
+  it("reads REST while the flags are unknown (off), and never again once they say complete", async () => {
+    const { runtime, http, ws } = setup();
+    runtime.start();
+    runtime.register("positions", { account: "DU1234" });
+    await flush();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(http.count("/api/account/positions")).toBe(2); // the safe default polls
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("complete", 3) }));
+    await vi.advanceTimersByTimeAsync(20_000);
+    // A gap, and a reconnect.
+    ws.last().receive(envelope("positions", "DU1234", 5, POSITIONS));
+    ws.last().receive(envelope("positions", "DU1234", 8, POSITIONS));
+    ws.last().drop(1006);
+    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
+    ws.last().open();
+    await vi.advanceTimersByTimeAsync(20_000);
+    await runtime.fetch("positions", { account: "DU1234" }); // even asked directly
+    expect(http.count("/api/account/positions")).toBe(2);
+    expect(runtime.view("positions", { account: "DU1234" })).toMatchObject({ polling: false, seq: 8 });
+    runtime.stop();
+  });
+
+  it("keeps REST for shadow and live (polling; a read on gap and reconnect) while resuming them too", async () => {
+    const { runtime, http, ws } = setup();
+    runtime.start();
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("shadow", 1), account_balance: flag("live", 2) }));
+    runtime.register("positions", { account: "DU1234" });
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    expect(http.count("/api/account/positions")).toBe(1);
+    expect(http.count("/api/account/balance")).toBe(1);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(http.count("/api/account/positions")).toBe(2); // shadow polls
+    expect(http.count("/api/account/balance")).toBe(1); // live does not
+
+    ws.last().receive(envelope("account_balance", "DU1234", 5, BALANCE));
+    ws.last().receive(envelope("account_balance", "DU1234", 7, BALANCE)); // a gap: REST, as before
+    await flush();
+    expect(http.count("/api/account/balance")).toBe(2);
+
+    ws.last().drop(1006);
+    const delay = runtime.manager.nextReconnectDelay ?? 0;
+    await vi.advanceTimersByTimeAsync(delay);
+    ws.last().open();
+    await flush();
+    expect(http.count("/api/account/balance")).toBe(3); // the reconnect: REST, as before
+    expect(resumesSent(ws.last())).toEqual([
+      {
+        action: "resume",
+        since: [
+          { type: "account_balance", key: "DU1234", seq: 7 },
+          { type: "positions", key: "DU1234", seq: 1 },
+        ],
+      },
+    ]);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(http.count("/api/account/positions")).toBeGreaterThan(2); // still polling
     runtime.stop();
   });
 });

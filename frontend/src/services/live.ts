@@ -7,24 +7,34 @@
  *
  * - source `rest` (stages off and shadow, and live outside the percent bucket): REST is polled at
  *   the feature's interval and is what the view shows; WebSocket messages of the feature are
- *   *shadow* traffic: counted by the manager and logged at debug level, never rendered.
- * - source `websocket` (live inside the bucket, and complete): no REST timer; pushed envelopes
- *   are rendered. REST is read once when the view has nothing yet, and again after a `seq` gap or
- *   a reconnect, so the view is never silently stale.
+ *   *shadow* traffic: counted by the manager and logged at debug level, not rendered. The newest
+ *   per stream is kept, and becomes the view's state when the feature switches to WebSocket.
+ * - source `websocket`, stage live (inside the bucket): no REST timer; pushed envelopes are
+ *   rendered. REST is read once when the view has nothing yet, and again after a `seq` gap or a
+ *   reconnect, so the view is never silently stale.
+ * - stage complete: REST is retired for the feature (docs/contracts.md, "Stages"), so the page
+ *   never calls it, whatever happens: the stream's `resume` brings what the view lacks (on every
+ *   open, after a gap, when the feature reaches complete or a view has nothing yet), and while
+ *   the socket is down the view is shown as stale instead of being polled. Until flags arrive
+ *   every feature is `off` (the safe default), so the first REST reads happen; once the flags
+ *   say complete they stop (`restAllowed`, checked by every REST read).
+ *
+ * Each `resume` names the last `seq` the page holds per stream, from the stream and from REST
+ * alike (`resumeSince`).
  *
  * A flag change re-plans every interest of that feature at once (a rollback starts polling on
  * the spot). Overlapping requests for one interest are folded into one.
  */
 
-import { FEATURES, POLL_INTERVAL_MS, featureKeys, interestKey } from "../types";
-import type { DataSource, Feature, FeatureFlag, FeatureParams } from "../types";
+import { ENVELOPE_TYPES, FEATURES, POLL_INTERVAL_MS, featureKeys, interestKey } from "../types";
+import type { DataSource, Envelope, Feature, FeatureFlag, FeatureParams } from "../types";
 import type { Api } from "./api";
 import { FeatureStore } from "./feature-store";
 import type { StoredEnvelope } from "./feature-store";
 import { HttpError } from "./http";
 import { wsDebug } from "./log";
 import { WebSocketManager, streamUrl } from "./stream";
-import type { ManagerOptions, RefetchReason } from "./stream";
+import type { ManagerOptions, RefetchReason, ResumePoint } from "./stream";
 import { Subscribable } from "./subscribable";
 import { CutoverState, sourceOf } from "./websocket-cutover";
 
@@ -58,6 +68,12 @@ export interface FeatureView {
   seq: number | null;
   /** When the newest entry was received or confirmed. */
   updatedAt: number | null;
+  /**
+   * Rendered from WebSocket while the socket is not connected: what is shown may be behind, and
+   * nothing reads REST for it meanwhile (a feature at complete never does). The resume on the
+   * next open brings it up to date.
+   */
+  stale: boolean;
   error: string | null;
 }
 
@@ -70,6 +86,8 @@ export class LiveRuntime {
   private readonly interests = new Map<string, Interest>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly errors = new Map<string, string>();
+  /** The newest envelope per (type, key) of features rendered from REST: shown only once they are not. */
+  private readonly shadow = new Map<string, Envelope>();
   private readonly restRequests = {} as Record<Feature, number>;
   private readonly changes = new Subscribable();
   private revision = 0;
@@ -86,6 +104,7 @@ export class LiveRuntime {
     this.manager = new WebSocketManager({
       url: () => streamUrl(location, options.clientId),
       ...(options.now ? { now: options.now } : {}),
+      resumeSince: (received) => this.resumeSince(received),
       ...options.manager,
     });
     for (const feature of FEATURES) this.restRequests[feature] = 0;
@@ -103,12 +122,20 @@ export class LiveRuntime {
     const m = this.manager;
     this.unwire = [
       m.on("flags", (message) => this.cutover.apply(message.features)),
-      m.on("envelope", (envelope) => {
+      m.on("envelope", (envelope, info) => {
+        // A resync is the stream's current state: it becomes the view's state like any push.
+        if (info.resync) wsDebug("resync", envelope.type, envelope.key, "seq", envelope.seq);
         if (this.cutover.source(envelope.feature) === "websocket") {
           this.store.apply(envelope, "websocket");
         } else {
+          this.shadow.set(`${envelope.type}|${envelope.key}`, envelope);
           wsDebug("shadow", envelope.type, envelope.key, "seq", envelope.seq);
         }
+      }),
+      m.on("resumed", (message) => {
+        const healed = message.healed === true ? ["healed"] : [];
+        wsDebug("resumed", "replayed", message.replayed, "resynced", message.resynced, ...healed);
+        this.changed(); // the monitor shows the counts
       }),
       m.on("duplicate", (envelope) => wsDebug("duplicate", envelope.type, envelope.key, "seq", envelope.seq)),
       m.on("refetch", (feature, reason) => this.refetch(feature, reason)),
@@ -122,9 +149,13 @@ export class LiveRuntime {
           const flag = this.cutover.get(feature);
           wsDebug("flags", feature, flag.stage, flag.source, "v" + flag.version);
         }
+        this.promoteShadow(features);
         for (const interest of this.interests.values()) {
           if (features.includes(interest.feature)) this.plan(interest);
         }
+        // A feature that reached complete reads no REST from now on: make sure the stream has
+        // brought it up to date (a stream that is current costs nothing).
+        if (features.some((feature) => this.cutover.stage(feature) === "complete")) this.manager.resume();
         this.changed();
       }),
       this.store.subscribe(() => this.changed()),
@@ -172,8 +203,20 @@ export class LiveRuntime {
     };
   }
 
-  /** Read (feature, params) over REST now and store the result; one request at a time per interest. */
+  /**
+   * Whether `feature` may be read over REST: not once its flag says complete, whose REST timer
+   * is retired for good (docs/contracts.md, "Stages"). Until flags arrive it is `off`: allowed.
+   */
+  restAllowed(feature: Feature): boolean {
+    return this.cutover.stage(feature) !== "complete";
+  }
+
+  /**
+   * Read (feature, params) over REST now and store the result; one request at a time per
+   * interest. A feature at complete is never read: the one gate every REST read goes through.
+   */
   fetch(feature: Feature, params: FeatureParams): Promise<void> {
+    if (!this.restAllowed(feature)) return Promise.resolve();
     const id = interestKey(feature, params);
     const pending = this.inFlight.get(id);
     if (pending) return pending;
@@ -206,9 +249,19 @@ export class LiveRuntime {
 
   /**
    * Refetch every shown view of `feature` that renders from WebSocket. Views on REST are polled
-   * anyway, and refetching them on every shadow gap would only add load when it hurts most.
+   * anyway, and refetching them on every shadow gap would only add load when it hurts most. A
+   * feature at complete resumes instead: after a gap the stream is asked again (the gapped
+   * stream is named at the `seq` just received, so the server sends whatever is newer); after a
+   * reconnect the resume sent on open already did.
    */
   refetch(feature: Feature, reason: RefetchReason): void {
+    if (!this.restAllowed(feature)) {
+      if (reason === "gap") {
+        wsDebug("resume", feature, reason);
+        this.manager.resume();
+      }
+      return;
+    }
     if (this.cutover.source(feature) !== "websocket") return;
     for (const interest of this.interests.values()) {
       if (interest.feature === feature) {
@@ -241,14 +294,16 @@ export class LiveRuntime {
       updatedAt = updatedAt === null ? entry.receivedAt : Math.max(updatedAt, entry.receivedAt);
     }
     const interest = this.interests.get(interestKey(feature, params));
+    const source = sourceOf(flag);
     return {
       feature,
       flag,
-      source: sourceOf(flag),
+      source,
       polling: interest?.timer != null,
       entries,
       seq,
       updatedAt,
+      stale: source === "websocket" && this.manager.getState() !== "connected",
       error: this.errors.get(interestKey(feature, params)) ?? null,
     };
   }
@@ -260,6 +315,37 @@ export class LiveRuntime {
   getRevision = (): number => this.revision;
 
   // -- internals -------------------------------------------------------------------------
+
+  /**
+   * The `since` of a resume: per stream, the newer of what REST brought into the store and what
+   * the stream delivered (shadow traffic included). Naming a shadow `seq` the view does not show
+   * is safe because that envelope is kept (`shadow`) and becomes the view's state the moment the
+   * feature renders from WebSocket.
+   */
+  private resumeSince(received: ResumePoint[]): ResumePoint[] {
+    const since: ResumePoint[] = [...received];
+    for (const type of ENVELOPE_TYPES) {
+      for (const entry of this.store.all(type)) {
+        since.push({ type, key: entry.envelope.key, seq: entry.envelope.seq });
+      }
+    }
+    return since; // resumeCommand keeps the higher seq of a stream named twice
+  }
+
+  /**
+   * A feature now rendered from WebSocket starts from the newest envelope the stream brought
+   * while it was shadowed (the store keeps the newer of that and REST). Without this its view
+   * would stay behind the `seq` the page resumes from, and the server, told the page holds it,
+   * would never send it again.
+   */
+  private promoteShadow(features: readonly Feature[]): void {
+    for (const [id, envelope] of this.shadow) {
+      if (features.includes(envelope.feature) && this.cutover.source(envelope.feature) === "websocket") {
+        this.shadow.delete(id);
+        this.store.apply(envelope, "websocket");
+      }
+    }
+  }
 
   private async loadFlags(): Promise<void> {
     try {
@@ -296,8 +382,11 @@ export class LiveRuntime {
       this.changed();
     }
     if (this.view(interest.feature, interest.params).entries.length === 0) {
-      // Nothing to show until the next push (a quiet market may be minutes away): read it once.
-      void this.fetch(interest.feature, interest.params);
+      // Nothing to show until the next push (a quiet market may be minutes away): read it once,
+      // over REST while that is allowed, else by a resume (streams the page does not hold are
+      // answered with their current state). A closed socket resumes when it opens.
+      if (this.restAllowed(interest.feature)) void this.fetch(interest.feature, interest.params);
+      else this.manager.resume();
     }
   }
 

@@ -121,6 +121,21 @@ export function envelope<T>(type: EnvelopeType, key: string, seq: number, data: 
   return { type, feature: TYPE_FEATURE[type], key, seq, ts: "2026-11-24T14:30:00.000Z", data };
 }
 
+/** A stream's current state as a resume answers it when it cannot replay: marked `resync`. */
+export function resyncEnvelope<T>(
+  type: EnvelopeType,
+  key: string,
+  seq: number,
+  data: T,
+): Envelope<T> & { resync: true } {
+  return { ...envelope(type, key, seq, data), resync: true };
+}
+
+/** The frames a socket carried that were `resume` commands, in order. */
+export function resumesSent(socket: FakeSocket): unknown[] {
+  return socket.sent.filter((command) => (command as { action?: unknown }).action === "resume");
+}
+
 export function flag(stage: Stage, version: number, source?: "websocket" | "rest", percent = 100): FeatureFlag {
   return {
     stage,

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { envelope, fakeWebSocketClass, seededRandom } from "../../test/fakes";
+import { envelope, fakeWebSocketClass, resumesSent, resyncEnvelope, seededRandom } from "../../test/fakes";
 import { WebSocketManager } from "./connection";
 import type { ManagerOptions } from "./connection";
 import { CLOSE_PONG_TIMEOUT } from "./socket";
@@ -152,7 +152,7 @@ describe("WebSocketManager liveness", () => {
       socket.receive({ type: "pong" });
     }
     vi.advanceTimersByTime(400);
-    expect(socket.sent).toHaveLength(3);
+    expect(socket.sent).toHaveLength(4); // the resume sent on open, then three pings
     expect(manager.getState()).toBe("connected");
     expect(manager.pongTimeouts).toBe(0);
   });
@@ -163,7 +163,7 @@ describe("WebSocketManager liveness", () => {
     const socket = ws.last();
     socket.open();
     vi.advanceTimersByTime(1000);
-    expect(socket.sent).toEqual([{ action: "ping" }]);
+    expect(socket.sent).toEqual([{ action: "resume", since: [] }, { action: "ping" }]);
     vi.advanceTimersByTime(499);
     expect(manager.getState()).toBe("connected");
     vi.advanceTimersByTime(1);
@@ -247,5 +247,146 @@ describe("WebSocketManager seq tracking", () => {
     advanceClock(10_001);
     expect(manager.counters().positions.rate).toBe(0);
     expect(manager.counters().positions.messages).toBe(20);
+  });
+});
+
+describe("WebSocketManager resume", () => {
+  it("sends resume on the first open and on every reconnect, with the newest seq held per stream", () => {
+    // What the runtime adds from REST: a balance the stream has not sent yet, an older vwap.
+    const fromRest = [
+      { type: "account_balance" as const, key: "DU1234", seq: 3 },
+      { type: "vwap" as const, key: "ES", seq: 2 },
+    ];
+    const { manager, ws } = setup({ resumeSince: (received) => [...fromRest, ...received] });
+    manager.start();
+    ws.last().open();
+    expect(ws.last().sent).toEqual([
+      {
+        action: "resume",
+        since: [
+          { type: "account_balance", key: "DU1234", seq: 3 },
+          { type: "vwap", key: "ES", seq: 2 },
+        ],
+      },
+    ]);
+    ws.last().receive(envelope("vwap", "ES", 10, {}));
+    ws.last().receive(envelope("positions", "DU1234", 41, {}));
+    ws.last().drop(1006);
+    vi.advanceTimersByTime(30_000);
+    ws.last().open();
+    expect(resumesSent(ws.last())).toEqual([
+      {
+        action: "resume",
+        since: [
+          { type: "account_balance", key: "DU1234", seq: 3 },
+          { type: "positions", key: "DU1234", seq: 41 },
+          { type: "vwap", key: "ES", seq: 10 }, // the stream's 10 beats REST's 2
+        ],
+      },
+    ]);
+    expect(ws.last().sent[0]).toMatchObject({ action: "resume" }); // before anything else
+    expect(manager.resumes.sent).toBe(2);
+  });
+
+  it("sends since: [] when the page holds nothing", () => {
+    const { manager, ws } = setup();
+    manager.start();
+    ws.last().open();
+    expect(ws.last().sent).toEqual([{ action: "resume", since: [] }]);
+  });
+
+  it("counts a seq jump marked resync as a resync, not a gap, and asks for no refetch", () => {
+    const { manager, ws, refetches } = setup();
+    const delivered: Array<[number, boolean, boolean]> = [];
+    manager.on("envelope", (e, info) => delivered.push([e.seq, info.gap, info.resync]));
+    manager.start();
+    ws.last().open();
+    ws.last().receive(resyncEnvelope("positions", "DU1234", 10, {})); // a stream's first: neither
+    ws.last().receive(resyncEnvelope("positions", "DU1234", 14, {})); // jumped, marked: resync
+    ws.last().receive(resyncEnvelope("positions", "DU1234", 15, {})); // marked, nothing skipped
+    ws.last().receive(envelope("positions", "DU1234", 18, {})); // jumped, unmarked: gap
+    ws.last().receive(resyncEnvelope("positions", "DU1234", 18, {})); // seen: still a duplicate
+    expect(delivered).toEqual([
+      [10, false, false],
+      [14, false, true],
+      [15, false, false],
+      [18, true, false],
+    ]);
+    expect(manager.counters().positions).toMatchObject({
+      messages: 5,
+      gaps: 1,
+      resyncs: 1,
+      duplicates: 1,
+      lastSeq: 18,
+    });
+    expect(refetches).toEqual([["positions", "gap"]]);
+  });
+
+  it("counts a resync answering the resume after a reconnect against the seq held before the drop", () => {
+    const { manager, ws, refetches } = setup();
+    manager.start();
+    ws.last().open();
+    ws.last().receive(envelope("intraday_bar", "ES", 5, {}));
+    ws.last().receive(envelope("vwap", "ES", 5, {}));
+    ws.last().drop(1012); // the backend restarted
+    vi.advanceTimersByTime(30_000);
+    ws.last().open();
+    ws.last().receive(resyncEnvelope("intraday_bar", "ES", 9, {})); // history lost: current state
+    ws.last().receive(envelope("vwap", "ES", 6, {})); // replayed from 6
+    ws.last().receive(envelope("vwap", "ES", 7, {}));
+    ws.last().receive({ type: "resumed", replayed: 2, resynced: 1 });
+    expect(manager.counters().intraday).toMatchObject({ messages: 5, gaps: 0, resyncs: 1, duplicates: 0 });
+    expect(refetches.filter(([, reason]) => reason === "gap")).toEqual([]);
+  });
+
+  it("does not take resumed for an envelope: counts its replayed, resynced and healed", () => {
+    const { manager, ws } = setup();
+    const envelopes = vi.fn();
+    const resumed = vi.fn();
+    const routed = vi.fn();
+    manager.on("envelope", envelopes);
+    manager.on("resumed", resumed);
+    manager.onMessage("resumed", routed);
+    manager.start();
+    ws.last().open();
+    ws.last().receive({ type: "resumed", replayed: 3, resynced: 2 });
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 1, healed: true }); // unasked
+    expect(envelopes).not.toHaveBeenCalled();
+    expect(resumed).toHaveBeenCalledTimes(2);
+    expect(routed).toHaveBeenCalledTimes(2);
+    expect(manager.badFrames).toBe(0);
+    expect(Object.values(manager.counters()).every((c) => c.messages === 0 && c.lastSeq === null)).toBe(true);
+    expect(manager.resumes).toEqual({ sent: 1, answered: 1, replayed: 3, resynced: 3, healed: 1 });
+  });
+
+  it("folds resumes asked while one is unanswered into one sent after its answer", () => {
+    const { manager, ws } = setup();
+    manager.start();
+    ws.last().open(); // the resume on open is out
+    ws.last().receive(envelope("positions", "DU1234", 7, {}));
+    expect(manager.resume()).toBe(true);
+    expect(manager.resume()).toBe(true);
+    expect(resumesSent(ws.last())).toHaveLength(1);
+    // A healed `resumed` does not answer ours.
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0, healed: true });
+    expect(resumesSent(ws.last())).toHaveLength(1);
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0 });
+    expect(resumesSent(ws.last())).toEqual([
+      { action: "resume", since: [] },
+      { action: "resume", since: [{ type: "positions", key: "DU1234", seq: 7 }] },
+    ]);
+    ws.last().receive({ type: "resumed", replayed: 0, resynced: 0 });
+    expect(resumesSent(ws.last())).toHaveLength(2); // nothing left waiting
+  });
+
+  it("stops waiting for an answer the server refused, and does not resume while down", () => {
+    const { manager, ws } = setup();
+    manager.start();
+    ws.last().open();
+    ws.last().receive({ type: "error", error: "unknown action 'resume'" });
+    expect(manager.resume()).toBe(true);
+    expect(resumesSent(ws.last())).toHaveLength(2);
+    ws.last().drop(1006);
+    expect(manager.resume()).toBe(false);
   });
 });

@@ -1,15 +1,23 @@
 /**
- * What the stream is doing, per feature: messages, rate, gaps, duplicates.
+ * What the stream is doing, per feature: messages, rate, gaps, resyncs, duplicates.
  *
  * `seq` is tracked per (type, key): a jump of more than one is a gap (counted, the message is
  * still delivered as the newest state); a `seq` seen before (or older) is a duplicate (counted,
  * not delivered). After a reconnect the baselines restart, since the new connection begins
- * wherever the server is.
+ * wherever the server is: its first message is not a gap (docs/contracts.md, "The message
+ * envelope").
+ *
+ * A jump that arrives marked `"resync": true` is a *resync*, not a gap: the server had no
+ * history to replay and sent the current state instead, so the page is current again; it is
+ * staleness that healed, counted apart ("Resuming a stream"). Across a reconnect its baseline is
+ * the newest `seq` received before the drop, so a resync answering the page's `resume` is counted
+ * too. The first envelope of a stream the page never received is neither, marked or not.
  */
 
 import { FEATURES, TYPE_FEATURE, isFeature } from "../../types";
 import type { Envelope, EnvelopeType, Feature } from "../../types";
-import type { ServerMessage } from "./messages";
+import { isResync } from "./messages";
+import type { ResumePoint, ServerMessage } from "./messages";
 
 export interface FeatureCounters {
   /** Envelopes received (duplicates included). */
@@ -17,6 +25,8 @@ export interface FeatureCounters {
   /** Envelopes per second over the last `rateWindowMs`. */
   rate: number;
   gaps: number;
+  /** `seq` jumps that arrived marked `resync` (counted instead of a gap). */
+  resyncs: number;
   duplicates: number;
   lastSeq: number | null;
   lastMessageAt: number | null;
@@ -26,11 +36,12 @@ export interface FeatureCounters {
 export type Tracked =
   | { kind: "bad" }
   | { kind: "duplicate"; envelope: Envelope }
-  | { kind: "new"; envelope: Envelope; feature: Feature; gap: boolean };
+  | { kind: "new"; envelope: Envelope; feature: Feature; gap: boolean; resync: boolean };
 
 interface Tally {
   messages: number;
   gaps: number;
+  resyncs: number;
   duplicates: number;
   lastSeq: number | null;
   lastMessageAt: number | null;
@@ -38,11 +49,16 @@ interface Tally {
 }
 
 function newTally(): Tally {
-  return { messages: 0, gaps: 0, duplicates: 0, lastSeq: null, lastMessageAt: null, times: [] };
+  return { messages: 0, gaps: 0, resyncs: 0, duplicates: 0, lastSeq: null, lastMessageAt: null, times: [] };
 }
 
 export class StreamHealth {
+  /** The connection's baseline per (type, key): gaps and duplicates are judged against it. */
   private readonly lastSeq = new Map<string, number>();
+  /** The newest `seq` received before this connection opened: the baseline of a resync that answers its resume. */
+  private readonly resumedFrom = new Map<string, number>();
+  /** The newest `seq` received per (type, key), over every connection: what the page resumes from. */
+  private readonly newest = new Map<string, ResumePoint>();
   private readonly tallies = new Map<Feature, Tally>();
 
   /** Frames that were not a JSON object with a `type`, and envelopes without `seq` or `key`. */
@@ -83,16 +99,33 @@ export class StreamHealth {
       tally.duplicates += 1;
       return { kind: "duplicate", envelope };
     }
-    const gap = last !== undefined && seq > last + 1;
+    const marked = isResync(msg);
+    const baseline = last ?? (marked ? this.resumedFrom.get(id) : undefined);
+    const jumped = baseline !== undefined && seq > baseline + 1;
+    const gap = jumped && !marked;
+    const resync = jumped && marked;
     this.lastSeq.set(id, seq);
+    const held = this.newest.get(id);
+    if (!held || seq > held.seq) this.newest.set(id, { type, key, seq });
     tally.lastSeq = seq;
     if (gap) tally.gaps += 1;
-    return { kind: "new", envelope, feature, gap };
+    if (resync) tally.resyncs += 1;
+    return { kind: "new", envelope, feature, gap, resync };
   }
 
-  /** A new connection: its first `seq` per (type, key) is neither a gap nor a duplicate. Counters stay. */
+  /**
+   * A new connection: its first `seq` per (type, key) is neither a gap nor a duplicate, but a
+   * marked one that jumps over what the page received before the drop is a resync. Counters stay.
+   */
   restart(): void {
     this.lastSeq.clear();
+    this.resumedFrom.clear();
+    for (const [id, point] of this.newest) this.resumedFrom.set(id, point.seq);
+  }
+
+  /** The newest `seq` received per (type, key), over every connection (shadow traffic included). */
+  received(): ResumePoint[] {
+    return [...this.newest.values()];
   }
 
   /** Per-feature counters as of now (rates are computed at the call). */
@@ -106,6 +139,7 @@ export class StreamHealth {
         messages: t.messages,
         rate: t.times.length / (this.rateWindowMs / 1000),
         gaps: t.gaps,
+        resyncs: t.resyncs,
         duplicates: t.duplicates,
         lastSeq: t.lastSeq,
         lastMessageAt: t.lastMessageAt,
