@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from django.conf import settings as django_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
@@ -41,11 +42,13 @@ from tests.backend.test_ws_integration import envelope, open_ws, publish_until_s
 from tests.backend.test_ws_integration import run as run_scenario
 from tests.backend_fixtures import BACKEND, Server, start_server, stop_process
 from tests.conftest import start_redis
+from thorcut.compare.health import FRAME_MAX, StreamHealth
 from thorcut.dev.stack import EmbeddedRedis, free_port
 from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
 from thorcut.manifest import DEFAULT_MANIFEST
 from thorcut.redisconn import Keys
+from thorcut.wire.stream import resume_frame
 
 pytestmark = pytest.mark.usefixtures("demo_users")
 
@@ -577,9 +580,9 @@ def test_malformed_and_hostile_since_get_an_error_and_the_connection_stays(
     loop = Loop()
     client: Client = loop.run(Client.open(server, token, "?features=", synced=False))  # nothing to resync
 
-    async def exchange(command: Msg) -> list[Msg]:
-        """Send ``command`` then a ping; return what came before the pong."""
-        await client.ws.send(json.dumps(command))
+    async def exchange(command: Msg | str) -> list[Msg]:
+        """Send ``command`` (or a frame's text) then a ping; return what came before the pong."""
+        await client.ws.send(command if isinstance(command, str) else json.dumps(command))
         await client.ws.send(json.dumps({"action": "ping"}))
         got = []
         while (msg := await client.recv()).get("type") != "pong":
@@ -613,6 +616,14 @@ def test_malformed_and_hostile_since_get_an_error_and_the_connection_stays(
         assert loop.run(exchange({"action": "resume", "since": lone})) == [
             {"type": "resumed", "replayed": 0, "resynced": 0}
         ]
+        # The largest resume thorcut sends (1,000 streams of 64-character non-ASCII keys: it names
+        # those that fit one frame) is read whole, not closed with 1009.
+        health = StreamHealth()
+        for i in range(1000):
+            health.observe("positions", f"{i:03d}" + "é" * 61, 2**62 + i)
+        frame = resume_frame(health.since())
+        assert FRAME_MAX - 500 < len(frame) <= FRAME_MAX == django_settings.THOR_WS_MAX_MESSAGE
+        assert loop.run(exchange(frame)) == [{"type": "resumed", "replayed": 0, "resynced": 0}]
         loop.run(ping_pong(client.ws))
     finally:
         loop.run(client.close())

@@ -5,16 +5,28 @@ the server read the resume waits for the replay instead of counting as a gap at 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thorcut.compare.health import RESUME_WAIT, Event, Held, Reply, StreamHealth
+from thorcut.compare.health import (
+    FRAME_MAX,
+    KEY_MAX,
+    RESUME_WAIT,
+    SEQ_MAX,
+    SINCE_MAX,
+    Event,
+    Held,
+    Reply,
+    StreamHealth,
+)
 from thorcut.compare.shadow import judge
 from thorcut.manifest import Thresholds
 from thorcut.verdict import Verdict
+from thorcut.wire.stream import resume_frame
 
 ANSWER = Reply(replayed=0, resynced=0, healed=False)
 
@@ -216,6 +228,42 @@ def test_since_is_sorted_filtered_bounded_and_only_what_the_contract_accepts() -
     assert h.since(limit=1) == [{"type": "positions", "key": "DU1", "seq": 4}]
     h.reset_baseline()
     assert h.since() == []
+
+
+def test_since_names_only_the_streams_that_fit_one_frame() -> None:
+    """1,000 streams with 64-character keys of non-ASCII text (six bytes each, escaped) would be
+    over 400 KB: the resume names the first that fit the backend's frame limit."""
+    h = StreamHealth()
+    for i in range(1000):
+        h.observe("positions", f"{i:03d}" + "é" * 61, 2**62 + i)
+    since = h.since()
+    frame = resume_frame(since)
+    assert 100 < len(since) < 1000
+    n = len(since)
+    following = {"type": "positions", "key": f"{n:03d}" + "é" * 61, "seq": 2**62 + n}
+    assert len(frame.encode()) <= FRAME_MAX < len(resume_frame([*since, following]).encode())
+    assert since == h.since(limit=len(since))  # the first streams, in order
+    assert json.loads(frame) == {"action": "resume", "since": since}
+
+
+_texts = st.text(st.characters(exclude_categories=()), max_size=70)  # lone surrogates included
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(_texts, _texts, st.integers(0, 2**64)), max_size=1200))
+def test_the_resume_frame_always_fits_and_holds_what_the_contract_accepts(
+    streams: list[tuple[str, str, int]],
+) -> None:
+    h = StreamHealth()
+    for type_, key, seq in streams:
+        h.observe(type_, key, seq)
+    since = h.since()
+    frame = resume_frame(since)
+    assert frame.isascii()
+    assert len(frame) <= FRAME_MAX
+    assert len(since) <= SINCE_MAX
+    assert all(1 <= len(e["key"]) <= KEY_MAX and 0 <= e["seq"] <= SEQ_MAX for e in since)
+    assert json.loads(frame)["since"] == since  # escapes read back to the same keys
 
 
 # -- the judge ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ The first message of a stream sets ``last`` and is never a gap or a resync, mark
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,6 +47,11 @@ RESUME_WAIT = 10.0
 SINCE_MAX = 1000
 KEY_MAX = 64
 SEQ_MAX = 2**63 - 1
+#: The longest frame a client may send the reference backend (``THOR_WS_MAX_MESSAGE``; over it the
+#: connection is closed with 1009): a resume naming more streams than fit names the first that do.
+FRAME_MAX = 65536
+#: ``{"action":"resume","since":[]}`` around the entries (the resume frame's own bytes).
+_FRAME_WRAPPER = 30
 
 
 class Event(StrEnum):
@@ -273,14 +279,20 @@ class StreamHealth:
               limit: int = SINCE_MAX) -> list[dict[str, Any]]:  # fmt: skip
         """The ``since`` of a resume: the last ``seq`` held per stream, ``[{"type", "key", "seq"}]``
         sorted by type and key, for the streams of ``types`` (None: all) the contract accepts (a key
-        of 1 to 64 characters, a seq up to 2^63 - 1), at most ``limit`` of them (a stream left out is
-        answered with its current state, marked ``resync``)."""
-        out = []
+        of 1 to 64 characters, a seq up to 2^63 - 1), at most ``limit`` of them and no more than fit
+        one frame of ``FRAME_MAX`` bytes as :func:`thorcut.wire.stream.resume_frame` writes it (a
+        stream left out is answered with its current state, marked ``resync``)."""
+        out: list[dict[str, Any]] = []
+        room = FRAME_MAX - _FRAME_WRAPPER + 1  # the first entry has no comma before it
         for (type_, key), s in sorted(self.streams.items()):
             if s.last is None or (types is not None and type_ not in types):
                 continue
             if 1 <= len(key) <= KEY_MAX and s.last <= SEQ_MAX:
-                out.append({"type": type_, "key": key, "seq": s.last})
+                entry = {"type": type_, "key": key, "seq": s.last}
+                room -= len(json.dumps(entry, separators=(",", ":"))) + 1  # ASCII: bytes = characters
+                if room < 0:
+                    break
+                out.append(entry)
                 if len(out) >= limit:
                     break
         return out

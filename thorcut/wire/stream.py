@@ -82,8 +82,12 @@ Since = Callable[[], list[dict[str, Any]] | None]
 
 
 def resume_frame(since: list[dict[str, Any]]) -> str:
-    """The ``resume`` command for ``since``, as sent: ``{"action":"resume","since":[...]}``."""
-    return json.dumps({"action": "resume", "since": since}, separators=(",", ":"), ensure_ascii=False)
+    """The ``resume`` command for ``since``, as sent: ``{"action":"resume","since":[...]}``.
+
+    ASCII only (``\\u`` escapes): a key holding a lone surrogate is still sent, and the frame's
+    size in bytes is its length, which :meth:`thorcut.compare.health.StreamHealth.since` keeps
+    within ``FRAME_MAX``."""
+    return json.dumps({"action": "resume", "since": since}, separators=(",", ":"))
 
 
 def parse_frame(data: str | bytes, received: float) -> Frame:

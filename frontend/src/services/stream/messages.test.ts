@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { RESUME_MAX_STREAMS, isResumedMessage, resumeCommand } from "./messages";
+import { FRAME_MAX_BYTES, RESUME_MAX_STREAMS, isResumedMessage, resumeCommand } from "./messages";
 import type { ResumePoint } from "./messages";
 
 describe("resumeCommand", () => {
@@ -40,6 +40,28 @@ describe("resumeCommand", () => {
   it("keeps to the contract's 1,000 streams", () => {
     const many = Array.from({ length: 1500 }, (_, i) => ({ type: "market_status" as const, key: `M${i}`, seq: i }));
     expect(resumeCommand(many).since).toHaveLength(RESUME_MAX_STREAMS);
+  });
+
+  it("names only the streams that fit one frame the server reads", () => {
+    // 64 characters of four UTF-8 bytes each: 1,000 such streams would be over 280 KB.
+    const many = Array.from({ length: 1000 }, (_, i) => ({
+      type: "market_status" as const,
+      key: `${String(i).padStart(3, "0")}${"😀".repeat(61)}`,
+      seq: Number.MAX_SAFE_INTEGER - i,
+    }));
+    const command = resumeCommand(many);
+    const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)).length;
+    expect(command.since.length).toBeGreaterThan(100);
+    expect(command.since.length).toBeLessThan(1000);
+    expect(bytes(command)).toBeLessThanOrEqual(FRAME_MAX_BYTES);
+    expect(bytes({ ...command, since: [...command.since, many[command.since.length]] })).toBeGreaterThan(FRAME_MAX_BYTES);
+    expect(command.since).toEqual(many.slice(0, command.since.length)); // the first ones, in order
+  });
+
+  it("counts a key's length in characters, as the server does", () => {
+    const key = "😀".repeat(64); // 128 UTF-16 units, 64 characters
+    expect(resumeCommand([{ type: "market_status", key, seq: 1 }]).since).toHaveLength(1);
+    expect(resumeCommand([{ type: "market_status", key: key + "x", seq: 1 }]).since).toHaveLength(0);
   });
 });
 

@@ -37,7 +37,10 @@ export interface ResumePoint {
 
 /** The contract's limits on `since`: a resume that breaks any of them is refused whole. */
 export const RESUME_MAX_STREAMS = 1000;
-const KEY_MAX_LENGTH = 64;
+const KEY_MAX_LENGTH = 64; // characters (code points), as the server counts them
+/** The longest frame the server reads (over it, it closes with 1009): a resume names the streams that fit. */
+export const FRAME_MAX_BYTES = 65536;
+const utf8 = new TextEncoder();
 
 /** A frame as a message, or null when it is not a JSON object with a string `type`. */
 export function parseFrame(raw: unknown): ServerMessage | null {
@@ -75,7 +78,7 @@ export function resumeCommand(points: Iterable<ResumePoint>): { action: "resume"
   const best = new Map<string, ResumePoint>();
   for (const point of points) {
     if (!isEnvelopeType(point.type)) continue;
-    if (typeof point.key !== "string" || point.key.length < 1 || point.key.length > KEY_MAX_LENGTH) continue;
+    if (typeof point.key !== "string" || point.key.length < 1 || [...point.key].length > KEY_MAX_LENGTH) continue;
     if (!Number.isSafeInteger(point.seq) || point.seq < 0) continue;
     const id = `${point.type}|${point.key}`;
     const held = best.get(id);
@@ -84,8 +87,15 @@ export function resumeCommand(points: Iterable<ResumePoint>): { action: "resume"
   const since = [...best.values()].sort((a, b) =>
     a.type !== b.type ? (a.type < b.type ? -1 : 1) : a.key < b.key ? -1 : a.key > b.key ? 1 : 0,
   );
-  // Far more streams than the page shows; past the limit, the rest are answered as resyncs.
-  return { action: "resume", since: since.slice(0, RESUME_MAX_STREAMS) };
+  // Far more streams than the page shows; past either limit, the rest are answered as resyncs.
+  const kept: ResumePoint[] = [];
+  let room = FRAME_MAX_BYTES - utf8.encode(JSON.stringify({ action: "resume", since: [] })).length + 1;
+  for (const point of since.slice(0, RESUME_MAX_STREAMS)) {
+    room -= utf8.encode(JSON.stringify(point)).length + 1; // with the comma before it
+    if (room < 0) break;
+    kept.push(point);
+  }
+  return { action: "resume", since: kept };
 }
 
 function count(value: unknown): boolean {
