@@ -3,7 +3,7 @@
     cli, commands          the command line (one layer: the app mounts the commands, which share its options)
     parity, dev            parity runs and their report; the demo stack
     wire, compare, flags   independent of one another
-    core                   manifest, config, values, verdict, clock, text, redisconn, errors
+    core                   manifest, config, values, verdict, clock, text, redisconn, redisurl, errors
 
 A module may import its own package and anything in a lower layer, never a higher layer or
 another package of its own layer (but for the command line's two); and module-level imports never
@@ -21,7 +21,7 @@ import pytest
 import thorcut
 
 ROOT = Path(thorcut.__file__).parent
-CORE = {"manifest", "config", "values", "verdict", "clock", "text", "redisconn", "errors"}
+CORE = {"manifest", "config", "values", "verdict", "clock", "text", "redisconn", "redisurl", "errors"}
 LAYER = {"cli": 3, "commands": 3, "parity": 2, "dev": 2, "wire": 1, "compare": 1, "flags": 1, **dict.fromkeys(CORE, 0)}
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thorcut import redisurl
 from thorcut.errors import ConfigError
 from thorcut.manifest import DEFAULT_MANIFEST, Manifest, build_manifest
-from thorcut.values import check_redis_url, check_url, parse_duration
+from thorcut.values import check_url, parse_duration
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_BACKEND_URL = "http://127.0.0.1:8000"
@@ -204,7 +205,7 @@ def load_settings(
         else:
             values[name] = raw
     if "redis_url" in values:
-        check_redis_url(values["redis_url"], _source("redis_url", flags, environ, where))
+        redisurl.parse_redis_url(values["redis_url"], _source("redis_url", flags, environ, where))
     for name, schemes, what in (("backend_url", ("http", "https"), "backend URL"),
                                 ("ws_url", ("ws", "wss"), "WebSocket URL")):  # fmt: skip
         if name in values:

@@ -18,7 +18,8 @@ class's ``exit_code``. Library callers (the backend, scripts) catch the classes 
     ├── Unreachable                 Redis or the backend cannot be reached              (4)
     │   ├── RedisUnavailable
     │   ├── BackendUnavailable      the backend's WebSocket or REST endpoint
-    │   └── WaitTimedOut            workers did not acknowledge a change in time
+    │   ├── WaitTimedOut            workers did not acknowledge a change in time
+    │   └── NotReplicated           a change made on the primary that no replica acknowledged
     └── Pending                     not enough evidence to decide                       (5)
 
 Anything else that escapes a command is a bug in thorcut: the boundary prints
@@ -117,6 +118,11 @@ class BackendUnavailable(Unreachable):
 
 class WaitTimedOut(Unreachable):
     """Raised when ``--wait`` ends before every registered worker acknowledged the change."""
+
+
+class NotReplicated(Unreachable):
+    """Raised when a change was written to the Redis primary but fewer replicas than the URL's
+    ``wait_replicas`` acknowledged it in ``wait_timeout``: a failover now could lose it."""
 
 
 class Pending(ThorcutError):

@@ -10,7 +10,7 @@ from typing import Any, Final
 import redis
 
 from thorcut.errors import ConfigError, RedisUnavailable
-from thorcut.values import check_redis_url, redact_url
+from thorcut.values import redact_url
 
 
 @dataclass(frozen=True)
@@ -176,21 +176,18 @@ def translate(exc: Exception, url: str) -> RedisUnavailable:
 
 
 def connect(url: str, timeout: float, *, check: bool = True) -> redis.Redis:
-    """Return a client for ``url`` (redis://, rediss://, unix://) with every call bounded by ``timeout``.
+    """Return a client for ``url`` (redis://, rediss://, unix://, or through Sentinel:
+    :mod:`thorcut.redisurl`) with every call bounded by ``timeout``.
 
     With ``check`` the connection is tried at once. Raises :class:`ConfigError` for a malformed
     URL or a database the server does not have, and :class:`RedisUnavailable` when Redis cannot
     be reached or rejects the credentials.
     """
-    check_redis_url(url, "the Redis URL")
+    from thorcut.redisurl import parse_redis_url
+
+    target = parse_redis_url(url)
     try:
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            decode_responses=True,
-            retry_on_timeout=False,
-        )
+        client: redis.Redis = target.client(timeout)
     except (ValueError, TypeError) as exc:  # an option value redis-py cannot use
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
     if check:

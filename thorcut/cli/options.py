@@ -46,8 +46,9 @@ RedisUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--redis-url",
-        help="Redis URL: redis://, rediss:// (TLS) or unix://, with user:password if needed. "
-        "Else THORCUT_REDIS_URL, else thorcut.toml, else redis://127.0.0.1:6379/0.",
+        help="Redis URL: redis://, rediss:// (TLS) or unix://, with user:password if needed, or through "
+        "Sentinel: redis+sentinel://host:port,host:port,.../service/db. Else THORCUT_REDIS_URL, else "
+        "thorcut.toml, else redis://127.0.0.1:6379/0.",
         show_default=False,
     ),
 ]

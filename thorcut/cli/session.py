@@ -10,6 +10,7 @@ import redis
 from thorcut.config import Settings, load_settings
 from thorcut.flags.store import FlagStore
 from thorcut.redisconn import Keys, connect
+from thorcut.redisurl import parse_redis_url
 
 
 @dataclass
@@ -28,12 +29,17 @@ class Session:
 def open_session(redis_url: str | None = None, timeout: float | None = None, config: Path | None = None) -> Session:
     """Resolve settings and connect; raises ConfigError (exit 2) or RedisUnavailable (exit 4)."""
     settings = load_settings({"redis_url": redis_url, "timeout": timeout}, config=config)
-    client = connect(settings.redis_url, settings.timeout)
+    target = parse_redis_url(settings.redis_url)
+    # A change's WAIT for its replicas must end before the socket read does.
+    wait = target.wait_timeout + 1.0 if target.wait_replicas else 0.0
+    client = connect(settings.redis_url, max(settings.timeout, wait))
     store = FlagStore(
         client,
         Keys(settings.prefix),
         settings.features,
         operator=settings.operator,
         validity=settings.verdict_validity,
+        wait_replicas=target.wait_replicas,
+        wait_timeout=target.wait_timeout,
     )
     return Session(settings, client, store)

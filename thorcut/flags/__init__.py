@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from thorcut.flags.store import FlagStore, Outcome
     from thorcut.flags.watcher import EffectiveFlag, FlagWatcher, StoreReset
     from thorcut.redisconn import Keys, connect
+    from thorcut.redisurl import RedisTarget, parse_redis_url
 
 # Loaded on first use, so that importing one submodule (the stage machine, for a command that
 # only checks a feature name) does not import Redis and the store (~80 ms of start-up).
@@ -42,6 +43,8 @@ _HOME = {
     "StoreReset": "thorcut.flags.watcher",
     "Keys": "thorcut.redisconn",
     "connect": "thorcut.redisconn",
+    "RedisTarget": "thorcut.redisurl",
+    "parse_redis_url": "thorcut.redisurl",
 }
 
 
@@ -59,12 +62,14 @@ __all__ = [
     "FlagWatcher",
     "Keys",
     "Outcome",
+    "RedisTarget",
     "Stage",
     "StoreReset",
     "allowed",
     "broadcasts",
     "bucket",
     "connect",
+    "parse_redis_url",
     "reads_from",
     "reads_websocket",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from thorcut.clock import now_iso
-from thorcut.errors import StaleVersion, StoreWasReset, UsageError
+from thorcut.errors import NotReplicated, StaleVersion, StoreWasReset, UsageError
 from thorcut.flags.audit import AuditEntry, ChainReport, entry_hash, verify_chain
 from thorcut.flags.epoch import GENESIS, StoreEpoch, genesis_problem, new_epoch, read_epoch
 from thorcut.flags.plan import Plan, Request, plan_change
@@ -102,6 +102,10 @@ class FlagStore:
     features: tuple[str, ...]
     operator: str = "unknown"
     validity: float = 24 * 3600.0
+    #: Replicas that must acknowledge each change (Redis ``WAIT``) before it is reported done, and
+    #: how long to wait for them (a Redis URL's ``wait_replicas``/``wait_timeout``: redisurl.py).
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
     _commit: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -330,7 +334,20 @@ class FlagStore:
                                    "epoch": epoch.epoch or "", "at": at}  # fmt: skip
         if started is not None:
             payload["new_epoch"] = started
-        reply = self._commit(keys=keys, args=[json.dumps(payload)])
+        if not self.wait_replicas:
+            reply = self._commit(keys=keys, args=[json.dumps(payload)])
+        else:  # WAIT counts the writes of its own connection: script and WAIT share one pipeline
+            pipe = self.client.pipeline(transaction=False)
+            self._commit(keys=keys, args=[json.dumps(payload)], client=pipe)
+            pipe.execute_command("WAIT", self.wait_replicas, max(1, round(self.wait_timeout * 1000)))  # type: ignore[no-untyped-call]
+            reply, acked = pipe.execute()
+            if reply[0] == "ok" and int(acked) < self.wait_replicas:
+                raise NotReplicated(
+                    f"{', '.join(f'{p.after.feature} → {p.after.stage.value}' for p in plans)} is written on the "
+                    f"Redis primary, but {acked} of the {self.wait_replicas} replica(s) asked for acknowledged it "
+                    f"within {self.wait_timeout:g} s: if the primary fails before they catch up, the change can be "
+                    "lost — check the replicas, then `thorcut status` (and re-run the command if it is gone)"
+                )
         if reply[0] == "ok":
             return [str(x) for x in reply[1:]]
         return None  # 'epoch', 'chain', 'stale' or 'evidence': someone else wrote first; re-read and re-plan
