@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo down test test-frontend test-pythons lint bench clean
+.PHONY: demo down scale scale-down test test-frontend test-pythons lint bench clean
 
 # The other Pythons thorcut supports (pyproject's requires-python and classifiers, the README): each
 # gets a virtualenv of its own (.venv-3.12, .venv-3.13), installed like .venv, and runs the suite
@@ -39,6 +39,16 @@ demo: $(STAMP)
 
 down: $(STAMP)
 	$(BIN)/thorcut dev down
+
+# The scale-out topology (issue 13; as root): hosts in network namespaces behind HAProxy, Redis behind
+# Sentinel; prints what runs where. `make scale HOSTS=2 SCALE_PORT=8700` (defaults 3 and 8600).
+# `make scale-down` removes every process, namespace, veth and bridge it made, leftovers of a failed
+# `make scale` too. thorcut/dev/scale/ says more.
+scale: $(STAMP)
+	$(BIN)/python -m thorcut.dev.scale up $(if $(HOSTS),--hosts $(HOSTS)) $(if $(SCALE_PORT),--port $(SCALE_PORT))
+
+scale-down: $(STAMP)
+	$(BIN)/python -m thorcut.dev.scale down
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,6 +37,15 @@ def test_a_sentinel_url_names_its_sentinels_service_database_and_secrets() -> No
     assert t.options["password"] == "s3cret"
     assert t.options["socket_timeout"] == 2.0
     assert t.sentinel_options == {"password": "spw"}
+    kw = t.channel_layer_host()["sentinel_kwargs"]  # type: ignore[index]
+    assert {k: v for k, v in kw.items() if k != "retry"} == {
+        "password": "spw",
+        "socket_connect_timeout": 0.25,
+        "socket_timeout": 0.25,
+    }
+    assert kw["retry"].get_retries() == 0  # a dead Sentinel is not tried again: the next one is
+    quick = parse("redis+sentinel://h:1/thor?sentinel_timeout=0.1").channel_layer_host()
+    assert quick["sentinel_kwargs"]["socket_timeout"] == 0.1  # type: ignore[index]
     assert "s3cret" not in t.shown
     assert "spw" not in t.shown
     host = t.channel_layer_host()
@@ -78,6 +87,7 @@ def test_defaults_a_sentinel_url_waits_for_one_replica_a_plain_one_for_none() ->
         ("redis+sentinel://h:26379/thor?wait_timeout=inf", "wait_timeout"),
         ("redis://h:6379/0?wait_replicas=x", "wait_replicas"),
         ("redis://h:6379/0?wait_timeout=0", "wait_timeout"),
+        ("redis+sentinel://h:26379/thor?sentinel_timeout=nan", "sentinel_timeout"),
     ],
 )
 def test_a_bad_url_is_a_config_error_naming_the_fix(url: str, says: str) -> None:

@@ -7,7 +7,11 @@ Sentinels that know which server is the primary of a service now, and the servic
     rediss+sentinel://...   (TLS to the data nodes and to the Sentinels)
 
 The password (and user) in the URL are the data nodes'; ``sentinel_password`` (and
-``sentinel_username``) in the query, the Sentinels' own, when they ask for one. The other query
+``sentinel_username``) in the query, the Sentinels' own, when they ask for one; ``sentinel_timeout``
+bounds each query to one Sentinel (connecting and asking, default 0.25 s: a Sentinel answers in
+well under a millisecond on a healthy network, and a host that died must not cost more than that —
+redis-py asks the Sentinels in turn and puts the one that answered first, but only once a discovery
+completes, so a discovery cut short by a caller's own timeout would start at the dead one again). The other query
 options are those of a plain URL (``socket_timeout``, ``ssl_*``…), for the data nodes. Both kinds
 take ``wait_replicas=N`` and ``wait_timeout=SECONDS``: a flag change is reported done only once
 ``N`` replicas acknowledged it (Redis ``WAIT``), so a failover cannot lose it. A Sentinel URL waits
@@ -35,10 +39,12 @@ from thorcut.values import check_redis_url, parse_seconds, redact_url
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 #: The query options a URL of either kind may add to the plain ones.
 _OWN_OPTIONS = frozenset({"wait_replicas", "wait_timeout"})
-_SENTINEL_OPTIONS = frozenset({"sentinel_password", "sentinel_username"})
+_SENTINEL_OPTIONS = frozenset({"sentinel_password", "sentinel_username", "sentinel_timeout"})
 _SERVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: How long a flag change waits for its replicas unless ``wait_timeout`` says otherwise.
 WAIT_TIMEOUT = 1.0
+#: Seconds one query to one Sentinel may take unless ``sentinel_timeout`` says otherwise.
+SENTINEL_TIMEOUT = 0.25
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class RedisTarget:
             return redis.Redis.from_url(self.plain_url, retry_on_timeout=False, **common, **kw)
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout))  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(aio=False))  # type: ignore[no-untyped-call]
         client = sentinel.master_for(self.service, _sync_class(), db=self.db, **{**common, **self.options, **kw})  # type: ignore[no-untyped-call]
         client.sentinel_clients = sentinel.sentinels
         return client
@@ -102,7 +108,7 @@ class RedisTarget:
             return redis.asyncio.Redis.from_url(self.plain_url, **common, **kw)
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout))  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(aio=True))  # type: ignore[no-untyped-call]
         client = sentinel.master_for(self.service, _async_class(), db=self.db, **{**common, **self.options, **kw})
         client.sentinel_clients = sentinel.sentinels
         return client
@@ -114,15 +120,24 @@ class RedisTarget:
         return {
             "master_name": self.service,
             "sentinels": [list(s) for s in self.sentinels],
-            "sentinel_kwargs": self._sentinel_kwargs(None),
+            "sentinel_kwargs": self._sentinel_kwargs(aio=True),
             "db": self.db,
             **self.options,
         }
 
-    def _sentinel_kwargs(self, timeout: float | None) -> dict[str, Any]:
+    def _sentinel_kwargs(self, *, aio: bool) -> dict[str, Any]:
+        """The Sentinels' own connection keywords: credentials, TLS, ``sentinel_timeout``, and no
+        retries: redis-py retries a refused connection three times with back-off by default (4.5 s
+        per dead Sentinel, seen here), and the next Sentinel is the better try."""
+        from redis.backoff import NoBackoff
+
+        if aio:
+            from redis.asyncio.retry import Retry
+        else:
+            from redis.retry import Retry  # type: ignore[assignment]
         kw = dict(self.sentinel_options)
-        if timeout is not None:
-            kw.update(socket_connect_timeout=timeout, socket_timeout=timeout)
+        bound = kw.pop("timeout", SENTINEL_TIMEOUT)
+        kw.update(socket_connect_timeout=bound, socket_timeout=bound, retry=Retry(NoBackoff(), 0))
         return kw
 
 
@@ -219,7 +234,9 @@ def _parse_sentinel(url: str, scheme: str, source: str) -> RedisTarget:
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name == "db":
             raise ConfigError(f"{bad}: give the database index after the service (/service/0), not db= ({shown})")
-        if name in _SENTINEL_OPTIONS:
+        if name == "sentinel_timeout":
+            sentinel_options["timeout"] = parse_seconds(value, f"sentinel_timeout in {source}")
+        elif name in _SENTINEL_OPTIONS:
             sentinel_options[name.removeprefix("sentinel_")] = value
         elif name not in _OWN_OPTIONS:
             plain.append(f"{name}={value}")

@@ -13,6 +13,32 @@ stream, 100), THOR_HISTORY_TTL (seconds a stream's history outlives its last mes
 THOR_RESUME_REPLAY_MAX (most envelopes one stream replays; more missing answer with a resync, 50),
 THOR_LAYER_PROBE (seconds between a worker's probes of its own channel-layer path, 0.25),
 THOR_LAYER_PROBE_TIMEOUT (seconds after which a probe not back means the path broke, 1.0).
+
+Redis through Sentinel (issue 13): both Redis URLs may be Sentinel URLs,
+``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`` (thorcut's
+``parse_redis_url``; docs in ``thorcut/redisurl.py``), and then every connection the backend makes
+(flag watcher, leader lock, channel layer, stream history, outage probe) asks the Sentinels for the
+current primary whenever it connects, so a failover needs no restart. Each query to a Sentinel is
+bounded (the URL's ``sentinel_timeout``, 0.25 s), so one unreachable Sentinel delays a reconnect by
+that much, never longer than a broadcaster's send timeout.
+
+With Sentinel use the **pubsub** layer (the default); it needs no setting of its own. Its state,
+the channels and groups a worker listens to, lives in the worker: redis-py re-subscribes every one
+of them on each new connection, and a new connection goes to the primary the Sentinels name. In
+tests/backend/test_sentinel.py (the primary killed with ``kill -9``; Sentinels that judge it down
+after 1 s) the replica was promoted about 2.2 s after the kill, and each worker's layer was
+receiving on it again within about 1 s (channels_redis's receive task retries once a second): every
+client was current again 0.7-1.1 s after the promotion. What was published meanwhile is lost, not
+delayed, and never silently: each worker's hub saw its probes fail during the outage and healed
+every stream (replayed or resynced, ``global_markets/hub.py``) once its first probe came back.
+
+The core layer (``THOR_CHANNEL_LAYER=core``) is not for Sentinel. It keeps group memberships and
+queued messages in the primary's data, which reaches the replica asynchronously: a ``group_add``
+the old primary acknowledged but had not yet replicated is gone after a failover with no error,
+and no probe notices (probes go to the hub's own channel, not through a group), so that worker's
+clients would silently stop getting the group's messages. (A core layer on its own, sending and
+receiving 10 messages a second, did carry on through the same failover; under this backend's hub
+and jobs it falls behind even on a plain Redis: probes refused with ChannelFull.)
 """
 
 from __future__ import annotations
@@ -21,6 +47,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+
+from thorcut.flags import parse_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +101,9 @@ TIME_ZONE = "UTC"
 THORCUT_REDIS_URL = env("THORCUT_REDIS_URL", "redis://127.0.0.1:6379/0")
 THORCUT_PREFIX = env("THORCUT_PREFIX", "thorcut")
 CHANNEL_REDIS_URL = env("THOR_CHANNEL_REDIS_URL", THORCUT_REDIS_URL)
+# Parsed here too, so a malformed URL stops the process at start-up naming the variable to fix.
+parse_redis_url(THORCUT_REDIS_URL, "THORCUT_REDIS_URL")
+_channel_redis = parse_redis_url(CHANNEL_REDIS_URL, "THOR_CHANNEL_REDIS_URL")
 CHANNEL_LAYER = env("THOR_CHANNEL_LAYER", "pubsub")
 CHANNEL_LAYERS = {
     "default": {
@@ -81,7 +112,7 @@ CHANNEL_LAYERS = {
             if CHANNEL_LAYER == "pubsub"
             else "channels_redis.core.RedisChannelLayer"
         ),
-        "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": f"{THORCUT_PREFIX}.thor"},
+        "CONFIG": {"hosts": [_channel_redis.channel_layer_host()], "prefix": f"{THORCUT_PREFIX}.thor"},
     }
 }
 

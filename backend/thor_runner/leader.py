@@ -27,7 +27,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from thorcut.flags import Keys
+from thorcut.flags import Keys, parse_redis_url
 
 log = logging.getLogger("thor.jobs")
 
@@ -66,15 +66,18 @@ def leader_key(prefix: str) -> str:
 
 
 def lock_client(url: str, ttl: float) -> redis.Redis:
-    """A client for the lock only: every call bounded well below the TTL, and never retried."""
+    """A client for the lock only: every call bounded well below the TTL, and never retried.
+
+    ``url`` may name a Sentinel service: each new connection then goes to the primary the
+    Sentinels name (each Sentinel query bounded by the same timeout), so after a failover the
+    renewals reach the new primary, where the replicated key still holds this runner's token or
+    has expired (then the lease is lost and taken again, in a new term).
+    """
     timeout = min(0.5, ttl / 6)
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
+    client: redis.Redis = parse_redis_url(url, "the leader lock's Redis URL").client(
+        timeout, retry=Retry(NoBackoff(), 0)
     )
+    return client
 
 
 class LeaderLock:

@@ -26,6 +26,14 @@ is simply down or frozen for everybody, nobody can take the lock, so the leader 
 that could do the work. So a Redis outage costs the broadcasts (the broadcaster drops and counts)
 but neither the heartbeat's rhythm nor the database state that REST serves.
 
+A failover of a Redis behind Sentinel (``THORCUT_REDIS_URL=redis+sentinel://…``) is such an outage,
+a few seconds long: every client here asks the Sentinels for the primary when it reconnects, so the
+renewals reach the new primary, where the replicated lock key still holds this runner's token (the
+term goes on) or has expired meanwhile (the renewal says so: this runner steps down and takes the
+lock again, in a new term, as it did in tests/backend/test_sentinel.py). The messages lost meanwhile
+are healed by the workers themselves: their hubs' probes failed during the outage too
+(``global_markets/hub.py``); a new term's broadcaster starts afresh and sends no heal event.
+
 Each process also starts its flag watcher (``websocket_features.watcher()``): the heartbeat asks
 it on every tick which features to broadcast. :class:`~thor_runner.status.RunnerStatus` exposes
 what the runner is doing.

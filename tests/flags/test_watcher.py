@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.conftest import set_flag, start_redis
 from thorcut.dev.stack import EmbeddedRedis, free_port
@@ -174,3 +176,26 @@ def test_listeners_added_later_hear_changes_and_snapshot_is_a_copy(
         assert before["global_market"].stage is Stage.OFF
         assert w.snapshot()["global_market"].stage is Stage.SHADOW
     assert store.live_workers() == []  # register=False never registered
+
+
+def test_a_pubsub_connection_its_client_remade_by_itself_ends_in_a_resync(
+    redis_server: EmbeddedRedis, client: redis.Redis, prefix: str
+) -> None:
+    """A client whose connections retry re-subscribes inside get_message (through Sentinel, on the new
+    primary after a failover); what was published meanwhile never comes, so the watcher reads again."""
+    name = f"watcher-{prefix}"
+
+    def retrying() -> redis.Redis:
+        return redis.Redis.from_url(redis_server.url, retry=Retry(NoBackoff(), 3), socket_timeout=1,
+                                    decode_responses=True, client_name=name)  # fmt: skip
+
+    keys = Keys(prefix)
+    with FlagWatcher(retrying, keys, DEFAULT_MANIFEST.names, register=False) as w:
+        assert _until(lambda: w.synced)
+        resyncs = w.resyncs
+        # Written straight to Redis with no notification: only a resync can reveal it.
+        set_flag(client, keys, "global_market", "shadow", 3)
+        (pubsub,) = [c for c in client.client_list(_type="pubsub") if c["name"] == name]
+        client.client_kill_filter(_id=pubsub["id"])
+        assert _until(lambda: w.stage("global_market") is Stage.SHADOW)
+        assert w.resyncs > resyncs

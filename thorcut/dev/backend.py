@@ -185,8 +185,17 @@ def _environment(folder: Path, state_dir: Path, redis_url: str, prefix: str, tic
     }
 
 
-def _runner_command() -> list[str]:
+def runner_command() -> list[str]:
+    """The job runner's command line (run in the backend folder)."""
     return [sys.executable, "manage.py", "run_jobs", "--ttl", str(LOCK_TTL)]
+
+
+def uvicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """The ASGI server's command line (run in the backend folder): the demo's and the scale-out topology's."""
+    return [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", host, "--port", str(port),
+            "--workers", str(workers), "--ws", "websockets", "--ws-max-size", "65536", "--ws-ping-interval", "20",
+            "--ws-ping-timeout", "20", "--ws-per-message-deflate", "false", "--lifespan", "off",
+            "--no-access-log"]  # fmt: skip
 
 
 def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int, tick: float,
@@ -223,12 +232,8 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     state: dict[str, Any] = {"url": url, "port": port, "page_url": f"{url}/", "ws_url": f"ws://127.0.0.1:{port}/ws/stream/",
                              "tick": tick, "processes": [], "logs": str(logs)}  # fmt: skip
     commands = [
-        *((name, "jobs", _runner_command(), jobs_log) for name in RUNNERS),  # both log to jobs.log
-        (f"uvicorn ({workers} workers)", "web",
-                [sys.executable, "-m", "uvicorn", "thor_project.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers), "--ws", "websockets", "--ws-max-size", "65536",
-                 "--ws-ping-interval", "20", "--ws-ping-timeout", "20", "--ws-per-message-deflate", "false",
-                 "--lifespan", "off", "--no-access-log"], web_log),
+        *((name, "jobs", runner_command(), jobs_log) for name in RUNNERS),  # both log to jobs.log
+        (f"uvicorn ({workers} workers)", "web", uvicorn_command("127.0.0.1", port, workers), web_log),
     ]  # fmt: skip
     try:
         for name, role, cmd, log in commands:
@@ -276,7 +281,7 @@ def restart_runners(state_dir: Path, redis_url: str, prefix: str, backend: dict[
     new: list[dict[str, Any]] = []
     try:
         for old in gone:
-            pid = _spawn(_runner_command(), folder, env, jobs_log)
+            pid = _spawn(runner_command(), folder, env, jobs_log)
             new.append({"name": old.get("name") or RUNNERS[-1], "role": "jobs", "pid": pid,
                         "started": procs.started(pid)})  # fmt: skip
             backend["processes"] = sorted([*processes, *new], key=_order)

@@ -21,8 +21,9 @@ from thorcut.values import redact_url
 STATE_FILE = "dev.json"
 STATE_FORMAT = "thorcut dev 2"
 #: What `dev up` puts in its state folder; a folder holding nothing else is made private (0700).
+#: (``scale`` is the scale-out topology's folder, :mod:`thorcut.dev.scale`.)
 _OWN_ENTRIES = {STATE_FILE, "logs", "redis", "metrics", "thor.sqlite3", "thor.sqlite3-journal", "thor.sqlite3-wal",
-                "thor.sqlite3-shm"}  # fmt: skip
+                "thor.sqlite3-shm", "scale"}  # fmt: skip
 
 
 def private_dir(folder: Path) -> Path:

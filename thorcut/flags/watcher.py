@@ -6,6 +6,8 @@ is newer than the one it holds, acknowledges it under ``{prefix}:ack:<feature>:<
 keeps the worker registered in ``{prefix}:workers``. When Redis goes away the last known stages
 stay in force and the thread reconnects with backoff, then resubscribes and resyncs. A process
 that never managed to read sees every feature ``off`` — clients read REST, the safe default.
+Through Sentinel (a client from a ``redis+sentinel://`` URL) each reconnect goes to the primary
+the Sentinels name, so after a failover the watcher follows the new primary the same way.
 
 The watcher follows the store's epoch (``{prefix}:meta``, docs/contracts.md "The store's epoch,
 backup and restore"). When the store it reads no longer has the epoch it followed — Redis lost
@@ -126,6 +128,7 @@ class FlagWatcher:
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
         self._pubsub: redis.client.PubSub | None = None
+        self._remade = False  # the pub/sub connection was re-made under the current session
         self.connected = False
         self.resyncs = 0
         #: The store's epoch the held stages follow: None before the first read, "" for a store
@@ -213,21 +216,36 @@ class FlagWatcher:
         while pubsub.get_message(timeout=0.5) is None:
             if time.monotonic() > deadline:
                 raise redis.TimeoutError("no subscribe confirmation")
-        self._resync(client)
-        self.connected = True
-        renew_every = self._ttl / 3
-        next_renew = time.monotonic() + renew_every
-        while not self._stop.is_set():
-            msg = pubsub.get_message(timeout=min(0.25, renew_every))
-            if msg is not None and msg.get("type") == "message":
-                self._on_message(client, msg["data"])
-            if time.monotonic() >= next_renew:
-                self._register_worker(client)
-                next_renew = time.monotonic() + renew_every
+        # A client whose connections retry re-makes a dropped pub/sub connection inside
+        # get_message and re-subscribes by itself (through Sentinel: on the new primary), and
+        # what was published meanwhile never comes: a re-made connection ends the session, so
+        # the next one reads the full state again.
+        self._remade = False
+        connection = pubsub.connection
+        connection.register_connect_callback(self._on_remade)
+        try:
+            self._resync(client)
+            self.connected = True
+            renew_every = self._ttl / 3
+            next_renew = time.monotonic() + renew_every
+            while not self._stop.is_set():
+                msg = pubsub.get_message(timeout=min(0.25, renew_every))
+                if self._remade:
+                    raise redis.ConnectionError("the pub/sub connection was re-made; changes may have been missed")
+                if msg is not None and msg.get("type") == "message":
+                    self._on_message(client, msg["data"])
+                if time.monotonic() >= next_renew:
+                    self._register_worker(client)
+                    next_renew = time.monotonic() + renew_every
+        finally:
+            connection.deregister_connect_callback(self._on_remade)
         if self._register:
             client.zrem(self._keys.workers, self.worker_id)
             client.hdel(self._keys.overrides, self.worker_id)
             client.hdel(self._keys.epochs, self.worker_id)
+
+    def _on_remade(self, connection: object) -> None:
+        self._remade = True
 
     def _resync(self, client: redis.Redis) -> None:
         pipe = client.pipeline(transaction=False)

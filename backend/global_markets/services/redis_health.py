@@ -22,10 +22,11 @@ import contextlib
 import logging
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.exceptions
 from django.conf import settings
+
+from thorcut.flags import parse_redis_url
 
 log = logging.getLogger("global_markets.redis")
 
@@ -44,13 +45,8 @@ NOISY_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
 
 
 def shown_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (log lines never hold a credential)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+    """``url`` with its secrets hidden (log lines never hold a credential), Sentinel URLs too."""
+    return parse_redis_url(url, "THOR_CHANNEL_REDIS_URL").shown
 
 
 class Outage:
@@ -120,9 +116,8 @@ class Outage:
         task.add_done_callback(self._probes.discard)
 
     async def _probe(self) -> None:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        # Through the Sentinels when the URL names a service: after a failover it pings the new primary.
+        client = parse_redis_url(self.url, "THOR_CHANNEL_REDIS_URL").async_client(1.0)
         try:
             while self.since is not None:
                 await asyncio.sleep(PROBE_EVERY)

@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 
+from thorcut.flags import parse_redis_url
+
 #: A stream: (message type, key).
 Stream = tuple[str, str]
 #: One envelope to keep: (message type, history key, seq, JSON text as pushed).
@@ -36,12 +38,11 @@ def history_key(type_: str, key: str) -> str:
 
 
 def client(url: str | None = None, timeout: float = 1.0) -> Any:
-    """An asyncio Redis client of the channel layer's Redis, with socket timeouts (use in one loop)."""
-    import redis.asyncio
+    """An asyncio Redis client of the channel layer's Redis, with socket timeouts (use in one loop).
 
-    return redis.asyncio.Redis.from_url(
-        url or settings.CHANNEL_REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    Through Sentinel when the URL names a service: each new connection goes to the current primary.
+    """
+    return parse_redis_url(url or settings.CHANNEL_REDIS_URL, "THOR_CHANNEL_REDIS_URL").async_client(timeout)
 
 
 class HistoryWriter:
