@@ -44,7 +44,7 @@ from fanout import PUBLISHER, drive
 
 from thorcut.dev.backend import backend_dir
 from thorcut.dev.scale import haproxy_url, kill_host, leader, topology
-from thorcut.dev.scale.live import current_primary, kill_redis_primary
+from thorcut.dev.scale.live import current_primary, kill_redis_primary, restart_redis
 from thorcut.dev.scale.probe import Probe
 from thorcut.errors import NotReplicated
 from thorcut.flags.stages import Stage
@@ -187,21 +187,6 @@ def _verify(state: dict[str, Any]) -> bool:
         store.client.close()
 
 
-def _restart_redis(state: dict[str, Any], host: str) -> None:
-    """As a supervisor would: start the killed Redis node again, with its own config (the Sentinels
-    then make it a replica of the new primary)."""
-    import shutil
-
-    from thorcut.dev.scale.processes import spawn
-
-    proc = next(p for p in state["processes"] if p["role"] == "redis" and p["host"] == host)
-    netns = next(h["netns"] for h in state["hosts"] if h["name"] == host)
-    conf = Path(str(proc["marker"]))
-    binary = shutil.which("redis-server") or "redis-server"
-    proc["pid"] = spawn([binary, str(conf)], netns=netns, cwd=conf.parent, env=dict(os.environ),
-                        log=Path(state["logs"]) / f"{host}-redis.log")  # fmt: skip
-
-
 def failover(state: dict[str, Any], seconds_before: float = 3.0) -> dict[str, Any]:
     acknowledged: list[tuple[str, int]] = []
     stop = threading.Event()
@@ -238,7 +223,7 @@ def failover(state: dict[str, Any], seconds_before: float = 3.0) -> dict[str, An
         while current_primary(state) in (None, host) and time.time() < deadline:
             time.sleep(0.05)
         promoted = time.time()
-        _restart_redis(state, host)  # only now: started at once, it would come back as the primary
+        restart_redis(state, host)  # only now: started at once, it would come back as the primary
         while time.time() < deadline and not (accepted_at and watch.last_envelope > killed_at[0]):
             time.sleep(0.05)
         flowing = watch.last_envelope if watch.last_envelope > killed_at[0] else None

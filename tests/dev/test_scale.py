@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,7 +40,6 @@ from thorcut.dev.scale import (
     up,
 )
 from thorcut.dev.scale.probe import Probe
-from thorcut.dev.scale.processes import spawn
 from thorcut.dev.stack import free_port
 from thorcut.errors import NotReplicated, UsageError
 from thorcut.flags.stages import Stage
@@ -108,14 +106,6 @@ def _until(cond: Callable[[], object], timeout: float, what: str, detail: Callab
         time.sleep(0.1)
 
 
-def _restart_redis(state: dict[str, Any], host: str) -> None:
-    proc = next(p for p in state["processes"] if p["role"] == "redis" and p["host"] == host)
-    netns = next(h["netns"] for h in state["hosts"] if h["name"] == host)
-    conf = Path(str(proc["marker"]))
-    proc["pid"] = spawn([shutil.which("redis-server") or "redis-server", str(conf)], netns=netns, cwd=conf.parent,
-                        env=dict(os.environ), log=Path(state["logs"]) / f"{host}-redis.log")  # fmt: skip
-
-
 def _assert_store(state: dict[str, Any], acknowledged: dict[str, int]) -> None:
     store = _store(state)
     try:
@@ -180,7 +170,7 @@ def test_two_hosts_survive_losing_the_redis_primary_and_the_leading_host(scale_d
             old = kill_redis_primary(state)
             assert old == "h1"
             _until(lambda: current_primary(state) not in (None, old), 30, "a failover")  # down after 1 s, a vote
-            _restart_redis(state, old)
+            live.restart_redis(state, old)
             _until(lambda: all(p.last_envelope > killed for p in probes), 30, "broadcasts after the failover")
             seen = dict(acknowledged)
             _until(lambda: any(acknowledged[f] > seen[f] for f in seen), 30, "a change acknowledged after it")

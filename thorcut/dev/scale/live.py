@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -207,3 +210,16 @@ def kill_redis_primary(state: dict[str, Any]) -> str | None:
         return None
     processes.kill(lambda: [proc["pid"]] if processes.running(proc["pid"]) else [])
     return host
+
+
+def restart_redis(state: dict[str, Any], host: str) -> int:
+    """Start ``host``'s Redis node again with its own config, as a supervisor would after a crash;
+    return its pid. Started after a failover it comes back as a replica (the Sentinels make it one);
+    started before the Sentinels judged it down, it is simply the primary again."""
+    proc = next(p for p in state["processes"] if p["role"] == "redis" and p["host"] == host)
+    conf = Path(str(proc["marker"]))
+    pid = processes.spawn([shutil.which("redis-server") or "redis-server", str(conf)],
+                          netns=str(_host(state, host)["netns"]), cwd=conf.parent, env=dict(os.environ),
+                          log=Path(state["logs"]) / f"{host}-redis.log")  # fmt: skip
+    proc.update(pid=pid, started=procs.started(pid))  # alive() knows it as the one the topology runs
+    return pid
