@@ -318,8 +318,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def push_flags(self) -> None:
         """Queue this client's current flags (percent bucket applied to its client id)."""
-        flags = websocket_features.flags_for_client(self.client_id)
-        self._reply({"type": "flags", "client": self.client_id, "features": flags})
+        self.outbox.put("flags", websocket_features.flags_message(self.client_id))
 
     def _reply(self, payload: dict[str, Any]) -> None:
         self.outbox.put(str(payload["type"]), _dumps(payload))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -359,6 +360,43 @@ def test_flag_change_is_pushed_to_connected_clients(
     finally:
         if store.read("global_market").stage is not start:
             store.change("global_market", start, reason="consumer test: restore")
+        client.close()
+
+
+def test_flags_message_is_the_plain_encoding_for_every_client_and_version(app: Any, thor_env: dict[str, str]) -> None:
+    """The ``flags`` text is encoded once per group of clients that read alike (a cache by flags and
+    sources): for clients on both sides of a percent split, and after every change, it must be
+    byte for byte what encoding that client's own flags gives, never an older version's text."""
+    import redis
+
+    from global_markets.services import websocket_features
+    from thorcut.flags.stages import Stage
+    from thorcut.flags.store import FlagStore
+    from thorcut.manifest import DEFAULT_MANIFEST
+    from thorcut.redisconn import Keys
+
+    client = redis.Redis.from_url(thor_env["THORCUT_REDIS_URL"], decode_responses=True)
+    store = FlagStore(client, Keys(thor_env["THORCUT_PREFIX"]), DEFAULT_MANIFEST.names, operator="test_consumer")
+    start = store.read("positions")
+    watcher = websocket_features.watcher()
+    ids = [f"browser-{i}" for i in range(200)] + ["user:1", "a" * 64]
+    try:
+        for stage, percent in ((Stage.SHADOW, None), (Stage.LIVE, 30), (Stage.LIVE, 70), (Stage.SHADOW, None)):
+            version = store.change("positions", stage, percent=percent, reason="flags text", force=True).after.version
+            deadline = time.monotonic() + 5
+            while watcher.get("positions").state.version < version:
+                assert time.monotonic() < deadline, "the watcher never applied the change"
+                time.sleep(0.01)
+            sources = set()
+            for cid in ids:
+                message = {"type": "flags", "client": cid, "features": websocket_features.flags_for_client(cid)}
+                plain = json.dumps(message, separators=(",", ":"))
+                assert websocket_features.flags_message(cid) == plain
+                sources.add(json.loads(plain)["features"]["positions"]["source"])
+            assert sources == ({"rest", "websocket"} if stage is Stage.LIVE else {"rest"})
+    finally:
+        if store.read("positions").stage is not start.stage:
+            store.change("positions", start.stage, reason="flags text: restore", force=True)
         client.close()
 
 

@@ -8,6 +8,7 @@ that never reached Redis treats every feature as ``off``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 
@@ -66,13 +67,38 @@ def on_change(listener: Callable[[str, EffectiveFlag], None]) -> None:
 
 def flags_for_client(client_id: str) -> dict[str, dict[str, object]]:
     """The effective stage of every feature for one client, percent bucket applied."""
-    out: dict[str, dict[str, object]] = {}
-    for feature, f in watcher().snapshot().items():
-        out[feature] = {
+    flags = watcher().snapshot()
+    return _features(flags, tuple(f.reads_websocket(client_id) for f in flags.values()))
+
+
+def _features(flags: dict[str, EffectiveFlag], websocket: tuple[bool, ...]) -> dict[str, dict[str, object]]:
+    return {
+        feature: {
             "stage": f.stage.value,
             "percent": f.percent,
             "version": f.state.version,
-            "source": "websocket" if f.reads_websocket(client_id) else "rest",
+            "source": "websocket" if on_ws else "rest",
             "override": f.override.value if f.override is not None else None,
         }
-    return out
+        for (feature, f), on_ws in zip(flags.items(), websocket, strict=True)
+    }
+
+
+#: The ``features`` JSON of a ``flags`` message, by (flags, which of them the client reads from
+#: WebSocket): a change is pushed to every connected client, and the clients of one process fall
+#: into a few such groups, so each group's text is encoded once, not once a client.
+_encoded: dict[tuple[tuple[EffectiveFlag, ...], tuple[bool, ...]], str] = {}
+_ENCODED_MAX = 256
+
+
+def flags_message(client_id: str) -> str:
+    """The ``flags`` message for one client, as JSON text: ``flags_for_client`` with its type and id."""
+    flags = watcher().snapshot()
+    websocket = tuple(f.reads_websocket(client_id) for f in flags.values())
+    key = (tuple(flags.values()), websocket)
+    features = _encoded.get(key)
+    if features is None:
+        if len(_encoded) >= _ENCODED_MAX:  # only old versions' groups: start again
+            _encoded.clear()
+        features = _encoded[key] = json.dumps(_features(flags, websocket), separators=(",", ":"))
+    return '{"type":"flags","client":' + json.dumps(client_id) + ',"features":' + features + "}"
