@@ -76,12 +76,21 @@ class Deployment:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     def wait_failover(self, old: int, timeout: float = 30.0) -> int:
-        """Wait until the Sentinels name another primary that answers as one; return its port."""
+        """Wait until every Sentinel names the same other primary, judges it up (no ``s_down`` or
+        ``o_down`` flag: a client asking a Sentinel that still does skips it) and that node answers
+        as a primary; return its port. (One Sentinel naming it is not the end of the failover: a
+        client that asked another one then still found no primary.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError, AssertionError):
-                port = self.primary_port()
-                if port != old:
+            with contextlib.suppress(redis.RedisError, AssertionError, StopIteration):
+                views = set()
+                for s in self.sentinels:
+                    with contextlib.closing(s.client()) as c:
+                        master = c.sentinel_master(SERVICE)
+                        up = "s_down" not in master["flags"] and "o_down" not in master["flags"]
+                        views.add((int(master["port"]), up))
+                (port, up), *others = views
+                if not others and up and port != old:
                     with contextlib.closing(self.node(port).client()) as c:
                         if c.info("replication")["role"] == "master":
                             return port

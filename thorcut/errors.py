@@ -14,7 +14,8 @@ class's ``exit_code``. Library callers (the backend, scripts) catch the classes 
     │   ├── EvidenceRefused         `enable` without a valid PASS verdict
     │   ├── StaleVersion            `--expect-version` no longer matches
     │   ├── StoreWasReset           a change on a store Redis lost (data, no meta) without --force
-    │   └── StoreHasData            `restore` over a store that has data, without --force
+    │   ├── StoreHasData            `restore` over a store that has data, without --force
+    │   └── RampRunning             a ramp of the feature runs, or must be resumed or aborted first
     ├── Unreachable                 Redis or the backend cannot be reached              (4)
     │   ├── RedisUnavailable
     │   ├── BackendUnavailable      the backend's WebSocket or REST endpoint
@@ -100,6 +101,12 @@ class StoreWasReset(Refused):
 
 class StoreHasData(Refused):
     """Raised when ``restore`` would overwrite a store that has data, without ``--force --reason``."""
+
+
+class RampRunning(Refused):
+    """Raised when ``thorcut ramp`` would start (or take over) a ramp of a feature that another
+    process is running (its heartbeat is fresh), or that was interrupted and must be resumed
+    (``--resume``) or abandoned (``--abort``) first."""
 
 
 class Unreachable(ThorcutError):

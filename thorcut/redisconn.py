@@ -45,6 +45,10 @@ class Keys:
     def mismatches(self, feature: str) -> str:
         return f"{self.base}:mismatches:{feature}"
 
+    def ramp(self, feature: str) -> str:
+        """Hash: the ramp of ``feature`` (thorcut/flags/ramp.py): its steps, the current one, its owner."""
+        return f"{self.base}:ramp:{feature}"
+
     def ack(self, feature: str, version: int) -> str:
         return f"{self.base}:ack:{feature}:{version}"
 

@@ -1,124 +1,23 @@
 """``diff``/``check`` against a small hand-built backend (real sockets): noisy REST fields for
 ``--learn-noise``, a stream that drops mid-run, garbage frames, and REST errors.
 
-The backend is a ``websockets`` server and an ``http.server`` in threads of this process. The
-stream sends a ``positions`` envelope every 50 ms; REST answers with the current state.
+The backend (``tests/small_backend.py``) is a ``websockets`` server and an ``http.server`` in
+threads of this process. The stream sends a ``positions`` envelope every 50 ms; REST answers with
+the current state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import pytest
 import redis
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import ServerConnection, serve
 
 from tests.conftest import set_flag, start_redis
 from tests.runner import Run
+from tests.small_backend import THRESHOLDS, Backend, backend_fixture  # noqa: F401 (the fixture)
 from thorcut.redisconn import Keys
-
-THRESHOLDS = "[features.positions.thresholds]\nmin_paired = 5\nmin_duration = 1\n"
-
-
-@dataclass
-class Backend:
-    seq: int = 0
-    noise: bool = False  # REST adds a request id that changes on every read
-    close_after: int | None = None  # the stream closes the socket after this many messages (once)
-    garbage: bool = False  # the stream also sends frames that are not JSON
-    rest_status: int = 200
-    sent: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    changed: threading.Condition = field(default_factory=threading.Condition)  # notified on each new seq
-
-    def body(self, seq: int) -> dict[str, Any]:
-        data: dict[str, Any] = {"account": "DU1234", "positions": [{"symbol": "ES", "quantity": seq % 7}]}
-        return {"type": "positions", "feature": "positions", "key": "DU1234", "seq": seq, "data": data}
-
-
-@pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: redis.Redis, keys: Keys) -> Iterator[Backend]:
-    """The backend, with positions in shadow in this test's Redis (check/diff refuse an off feature)."""
-    set_flag(client, keys, "positions", "shadow", 1)
-    state = Backend()
-    stop = threading.Event()
-
-    def stream(ws: ServerConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):  # the client leaving ends the handler
-            send_until_stopped(ws)
-
-    def tick() -> None:
-        """One state for all: seq moves every 50 ms whoever is connected (a stream per connection
-        would bump it too, and a client would see the other's versions as gaps)."""
-        while not stop.wait(0.05):
-            with state.changed:
-                state.seq += 1
-                state.changed.notify_all()
-
-    def send_until_stopped(ws: ServerConnection) -> None:
-        """Send every version from the one current at connect time on, none skipped (a slow
-        thread catches up), so the stream itself never has a gap."""
-        with state.lock:
-            last = state.seq - 1
-        while not stop.is_set():
-            with state.changed:
-                state.changed.wait_for(lambda seen=last: state.seq > seen or stop.is_set(), timeout=0.5)
-                current = state.seq
-            for seq in range(last + 1, current + 1):
-                with state.lock:
-                    state.sent += 1
-                    drop = state.close_after is not None and state.sent == state.close_after
-                ws.send(json.dumps(state.body(seq)))
-                if state.garbage:
-                    ws.send("<<not json>>")
-                    ws.send(b"\x00\x01binary")
-                if drop:
-                    state.close_after = None
-                    ws.close(1012, "restart")
-                    return
-            last = current
-
-    class Rest(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with state.lock:
-                body = state.body(state.seq)
-            if state.noise:
-                body["data"]["request_id"] = uuid.uuid4().hex
-            raw = json.dumps(body).encode()
-            self.send_response(state.rest_status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Rest)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    threading.Thread(target=tick, daemon=True).start()
-    with serve(stream, "127.0.0.1", 0) as ws_server:
-        threading.Thread(target=ws_server.serve_forever, daemon=True).start()
-        ws_port = ws_server.socket.getsockname()[1]
-        monkeypatch.setenv("THORCUT_BACKEND_URL", f"http://127.0.0.1:{http.server_address[1]}")
-        monkeypatch.setenv("THORCUT_WS_URL", f"ws://127.0.0.1:{ws_port}/")
-        (tmp_path / "thorcut.toml").write_text(THRESHOLDS)
-        try:
-            yield state
-        finally:
-            stop.set()
-            ws_server.shutdown()
-            http.shutdown()
-            http.server_close()
 
 
 def test_learn_noise_proposes_ignore_rules(run: Run, backend: Backend) -> None:

@@ -173,6 +173,8 @@ COMMANDS = {
     "tail": "tail",
     "diff": "parity",
     "check": "parity",
+    "guard": "guard",
+    "ramp": "ramp",
     "dev": "dev",
 }
 

@@ -6,9 +6,9 @@ import os
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import typer
@@ -29,10 +29,15 @@ from thorcut.text import ago, fit_table, safe
 from thorcut.values import redact_url
 from thorcut.verdict import ParityRecord, Verdict
 
+if TYPE_CHECKING:
+    from thorcut.flags.ramp import RampState
+
 app = typer.Typer()
 
 _STAGE_STYLE = {Stage.OFF: "dim", Stage.SHADOW: "yellow", Stage.LIVE: "green", Stage.COMPLETE: "bold green"}
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.PENDING: "yellow"}
+_RAMP_STYLE = {"running": "cyan", "holding": "yellow", "interrupted": "yellow", "failed": "bold red",
+               "done": "green", "aborted": "dim"}  # fmt: skip
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Snapshot:
     read_at: datetime
     epoch: StoreEpoch
     error: str = ""
+    #: each feature's ramp (``{prefix}:ramp:<feature>``), None where it has none
+    ramps: dict[str, RampState | None] = field(default_factory=dict)
 
     def overrides(self, feature: str) -> dict[str, Any]:
         """Return where an env override of ``feature`` is in force: workers, and this shell."""
@@ -63,7 +70,23 @@ class Snapshot:
     def signature(self) -> tuple[Any, ...]:
         """What the view shows, minus the ages that tick: equal signatures show the same state."""
         parity = {n: p.raw for n, p in self.parity.items()}
-        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch)
+        now = self.read_at.timestamp()
+        ramps = {n: (r.effective_status(now), r.index, r.why, r.next_due) for n, r in self.ramps.items() if r}
+        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch, ramps)
+
+    def ramp_text(self, feature: str, now: datetime) -> Text | None:
+        """The feature's ramp in one line ("ramping 25 % → 50 % in 3m 10s"), None without one."""
+        ramp = self.ramps.get(feature)
+        if ramp is None:
+            return None
+        status = ramp.effective_status(now.timestamp())
+        text = safe(ramp.describe(now.timestamp()))
+        text.stylize(_RAMP_STYLE.get(status, ""))
+        version = self.flags[feature].version
+        if status in ("done", "failed", "aborted") and ramp.flag_version and version != ramp.flag_version:
+            # An ended ramp is history once the feature moved on (a guard's rollback, a disable).
+            text.append(f"; the feature changed since (version {ramp.flag_version} → {version})", style="dim")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         rows = []
@@ -73,6 +96,8 @@ class Snapshot:
             row["reads_from"] = reads_from(state.stage, state.percent)
             row["override"] = self.overrides(name)
             row["parity"] = self.parity[name].to_dict(self.read_at)
+            ramp = self.ramps.get(name)
+            row["ramp"] = ramp.to_dict(self.read_at.timestamp()) if ramp is not None else None
             rows.append(row)
         return {
             "redis": redact_url(self.settings.redis_url),
@@ -111,6 +136,9 @@ class Snapshot:
         table.add_column("last change", ratio=2)
         table.add_column("parity", ratio=1)
         table.add_column("stream", ratio=1)
+        ramping = any(self.ramps.values())
+        if ramping:
+            table.add_column("ramp", ratio=2)
         notes: list[Text] = []
         blocks: list[Text] = []
         for name in self.settings.features:
@@ -138,14 +166,18 @@ class Snapshot:
             stream = Text(health or "—", style="dim" if health in (None, "ok") else
                           "red" if parity.stream_problem() else "yellow")  # fmt: skip
             reads = reads_from(state.stage, state.percent)
-            table.add_row(name, stage, reads, str(state.version), change, verdict, stream)
+            ramp = self.ramp_text(name, now)
+            cells: list[str | Text] = [name, stage, reads, str(state.version), change, verdict, stream]
+            table.add_row(*cells, *([ramp or Text("—", style="dim")] if ramping else []))
             block = Text(name, style="bold")
             block.append("  ")
             block.append_text(stage)
             block.append(f" · clients read {reads} · version {state.version}")
-            for label, value in (("last change", change), ("parity", verdict), ("stream", stream)):
-                block.append(f"\n  {label}: ")
-                block.append_text(value)
+            rows = (("last change", change), ("parity", verdict), ("stream", stream), ("ramp", ramp))
+            for label, value in rows:
+                if value is not None:
+                    block.append(f"\n  {label}: ")
+                    block.append_text(value)
             blocks.append(block)
         footer = Text(
             f"Redis {redact_url(self.settings.redis_url)} · prefix {self.settings.prefix} · "
@@ -168,15 +200,37 @@ class Snapshot:
 
 def read_snapshot(session: Session) -> Snapshot:
     store = session.store
+    flags = store.read_all()
+    parity, ramps = _parity_and_ramps(session)
     return Snapshot(
         session.settings,
-        store.read_all(),
-        store.parity_all(),
+        flags,
+        parity,
         store.live_workers(),
         store.worker_overrides(),
         datetime.now(UTC),
         store.epoch(),
+        ramps=ramps,
     )
+
+
+def _parity_and_ramps(session: Session) -> tuple[dict[str, ParityRecord], dict[str, RampState | None]]:
+    """Every feature's verdict and ramp, in one round trip. The ramp module is imported only when
+    some feature has a ramp, so that ``status`` starts no slower for it."""
+    names, keys = session.settings.features, session.keys
+    pipe = session.client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(keys.parity(name))
+    for name in names:
+        pipe.hgetall(keys.ramp(name))
+    raw = pipe.execute()
+    parity = {n: ParityRecord.from_hash(d) for n, d in zip(names, raw[: len(names)], strict=True)}
+    ramps: dict[str, RampState | None] = dict.fromkeys(names)
+    if any(raw[len(names) :]):
+        from thorcut.flags.ramp import RampState
+
+        ramps = {n: RampState.from_hash(n, d) for n, d in zip(names, raw[len(names) :], strict=True)}
+    return parity, ramps
 
 
 #: How often ``status --watch`` re-reads everything, whatever the notifications say: verdicts,

@@ -27,7 +27,7 @@ without it, so such a sample is counted unpaired at the end instead of as ``rest
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +73,26 @@ class PathStat:
                 "key": self.key, "seq": self.seq}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Fault:
+    """The newest event behind one counter that can fail a verdict, so that a caller can name it in
+    one line (``thorcut guard``'s rollback reason): which stream, which ``seq``, and when its
+    WebSocket message arrived (``received``, Unix seconds; None when unknown)."""
+
+    counter: str  # "mismatched", "gaps", "resyncs", "duplicates" or "out_of_order"
+    type: str
+    key: str
+    seq: int
+    received: float | None
+    skipped: int = 0  # gaps and resyncs: the versions jumped over
+    difference: dict[str, Any] | None = None  # mismatches: the first difference (Difference.to_dict())
+
+
+#: The counter each health event grows, for :attr:`Tally.faults`.
+_EVENT_COUNTER = {Event.GAP: "gaps", Event.RESYNC: "resyncs", Event.DUPLICATE: "duplicates",
+                  Event.OUT_OF_ORDER: "out_of_order"}  # fmt: skip
+
+
 @dataclass
 class Tally:
     """Everything counted for one feature."""
@@ -90,6 +110,7 @@ class Tally:
     examples: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     first_at: str | None = None
     last_at: str | None = None
+    faults: dict[str, Fault] = field(default_factory=dict)  # counter -> its newest Fault
 
     @property
     def errors(self) -> int:
@@ -132,21 +153,31 @@ class FeatureReport:
         }
 
 
-def judge(counts: dict[str, int], window_s: float, t: Thresholds) -> tuple[Verdict, tuple[str, ...]]:
-    """Return the verdict and its reasons: FAIL if any threshold is exceeded, else PENDING until
-    there are enough paired samples over a long enough window, else PASS."""
+def failures(counts: dict[str, int], t: Thresholds) -> list[tuple[str, str]]:
+    """Return ``(counter, reason)`` for each threshold ``counts`` exceed, in :func:`judge`'s order:
+    ``mismatched`` (the mismatch rate), ``gaps``, ``resyncs``, ``duplicates``, ``out_of_order``."""
     fails = []
     paired, mismatched = counts["paired"], counts["mismatched"]
     rate = mismatched / paired if paired else 0.0
     if mismatched and rate > t.max_mismatch_rate:
-        fails.append(f"mismatch rate {rate:.2%} > {t.max_mismatch_rate:.2%} ({mismatched} of {paired} pairs)")
+        fails.append(
+            ("mismatched", f"mismatch rate {rate:.2%} > {t.max_mismatch_rate:.2%} ({mismatched} of {paired} pairs)")
+        )
     for name, limit, what in (("gaps", t.max_gaps, "gaps"), ("resyncs", t.max_resyncs, "resyncs"),
                               ("duplicates", t.max_duplicates, "duplicates"),
                               ("out_of_order", t.max_out_of_order, "out-of-order messages")):  # fmt: skip
         if counts.get(name, 0) > limit:
-            fails.append(f"{counts[name]} {what} > {limit} allowed")
+            fails.append((name, f"{counts[name]} {what} > {limit} allowed"))
+    return fails
+
+
+def judge(counts: dict[str, int], window_s: float, t: Thresholds) -> tuple[Verdict, tuple[str, ...]]:
+    """Return the verdict and its reasons: FAIL if any threshold is exceeded, else PENDING until
+    there are enough paired samples over a long enough window, else PASS."""
+    fails = failures(counts, t)
     if fails:
-        return Verdict.FAIL, tuple(fails)
+        return Verdict.FAIL, tuple(reason for _, reason in fails)
+    paired = counts["paired"]
     pending = []
     if paired < t.min_paired:
         pending.append(f"{paired} paired samples < {t.min_paired} needed")
@@ -249,6 +280,17 @@ class ShadowJudge:
         # The (type, key) streams that had a message or response that may hold a true/false (all
         # of them unless the caller says otherwise, as a replay does from each line's text).
         self._maybe_bool: set[tuple[str, str]] = set()
+        # When each sample's WebSocket message arrived, kept only once asked (track_arrivals): a
+        # mismatch found later, when REST answers, then names the time its message arrived.
+        self._arrivals: OrderedDict[tuple[str, str, int], float] | None = None
+        self._arrivals_keep = 0
+
+    def track_arrivals(self, keep: int = 4096) -> None:
+        """Remember when the last ``keep`` samples' messages arrived, so that a mismatch's
+        :class:`Fault` says when its message arrived (live runs; a replay does not need it)."""
+        if self._arrivals is None:
+            self._arrivals = OrderedDict()
+        self._arrivals_keep = keep
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -266,7 +308,11 @@ class ShadowJudge:
             if type_ == "resumed":
                 reply = Reply.parse(msg)
                 if reply is not None:
-                    self.health.resume_answered(reply)
+                    for held in self.health.resume_answered(reply):
+                        if held.missing and held.type in self.by_type:
+                            tally = self.tallies[self.by_type[held.type].name]
+                            tally.faults["gaps"] = Fault("gaps", held.type, held.key, held.seq, received,
+                                                         held.missing)  # fmt: skip
             elif type_ == "error":
                 self.health.resume_refused()
             return None
@@ -284,10 +330,19 @@ class ShadowJudge:
         key = str(key)
         ts = msg.get("ts")
         clock = iso_timestamp(at) if self.health.resuming else None  # the recording's time, live and replayed
-        event, _ = self.health.observe(type_, key, seq, ts=ts if isinstance(ts, str) else None, received=received,
-                                       resync=msg.get("resync") is True, clock=clock)  # fmt: skip
-        if event is Event.DUPLICATE or event is Event.RESENT:
-            return None  # the first copy is the sample
+        event, skipped = self.health.observe(type_, key, seq, ts=ts if isinstance(ts, str) else None,
+                                             received=received, resync=msg.get("resync") is True,
+                                             clock=clock)  # fmt: skip
+        if event is not Event.NEXT and event is not Event.FIRST:
+            counter = "resyncs" if event is Event.RESENT and skipped else _EVENT_COUNTER.get(event)
+            if counter is not None:
+                tally.faults[counter] = Fault(counter, type_, key, seq, received, skipped)
+            if event is Event.DUPLICATE or event is Event.RESENT:
+                return None  # the first copy is the sample
+        if self._arrivals is not None and received is not None:
+            self._arrivals[(type_, key, seq)] = received
+            if len(self._arrivals) > self._arrivals_keep:
+                self._arrivals.popitem(last=False)
         if maybe_bool:
             self._maybe_bool.add((type_, key))
         paired_now = self.pairer.ws(type_, key, seq, path_get(msg, spec.ws.body))
@@ -398,14 +453,22 @@ class ShadowJudge:
             elif len(tally.paths) < self.path_limit:
                 dd = d.to_dict()
                 tally.paths[d.path] = PathStat(d.path, d.kind.value, 1, dd["ws"], dd["rest"], pair.key, pair.seq)
-        tally.examples.append(
-            {"type": pair.type, "key": pair.key, "seq": pair.seq, "differences": [d.to_dict() for d in diffs[:20]]}
-        )
+        differences = [d.to_dict() for d in diffs[:20]]
+        tally.examples.append({"type": pair.type, "key": pair.key, "seq": pair.seq, "differences": differences})
+        received = self._arrivals.get((pair.type, pair.key, pair.seq)) if self._arrivals is not None else None
+        tally.faults["mismatched"] = Fault("mismatched", pair.type, pair.key, pair.seq, received,
+                                           difference=differences[0])  # fmt: skip
 
     def _unpaired(self, type_: str, key: str, seq: int, why: str) -> None:
         tally = self.tallies[self.by_type[type_].name]
         tally.unpaired += 1
         tally.unpaired_why[why] += 1
+
+    def counts(self, feature: str) -> dict[str, int]:
+        """``feature``'s counts so far (the keys of :attr:`FeatureReport.counts`), without ending
+        anything: samples still waiting for REST stay waiting (:meth:`report` flushes them)."""
+        tally = self.tallies[feature]
+        return _counts(tally, self.health.totals(tally.spec.types))
 
     def report(self, window_s: float) -> dict[str, FeatureReport]:
         """Flush what still waits and judge every feature over ``window_s`` seconds."""
@@ -413,20 +476,7 @@ class ShadowJudge:
         out = {}
         for name, tally in self.tallies.items():
             health: Counters = self.health.totals(tally.spec.types)
-            counts = {
-                "samples": tally.samples,
-                "paired": tally.paired,
-                "matched": tally.matched,
-                "mismatched": tally.mismatched,
-                "unpaired": tally.unpaired,
-                "gaps": health.gaps,
-                "missed": health.missed,
-                "resyncs": health.resyncs,
-                "resynced_missed": health.resynced_missed,
-                "duplicates": health.duplicates,
-                "out_of_order": health.out_of_order,
-                "errors": tally.errors,
-            }
+            counts = _counts(tally, health)
             verdict, reasons = judge(counts, window_s, tally.spec.thresholds)
             paths = tuple(sorted(tally.paths.values(), key=lambda p: (-p.count, p.path)))
             out[name] = FeatureReport(
@@ -435,3 +485,20 @@ class ShadowJudge:
                 tally.spec.thresholds,
             )  # fmt: skip
         return out
+
+
+def _counts(tally: Tally, health: Counters) -> dict[str, int]:
+    return {
+        "samples": tally.samples,
+        "paired": tally.paired,
+        "matched": tally.matched,
+        "mismatched": tally.mismatched,
+        "unpaired": tally.unpaired,
+        "gaps": health.gaps,
+        "missed": health.missed,
+        "resyncs": health.resyncs,
+        "resynced_missed": health.resynced_missed,
+        "duplicates": health.duplicates,
+        "out_of_order": health.out_of_order,
+        "errors": tally.errors,
+    }

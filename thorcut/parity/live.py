@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thorcut.clock import now_iso
 from thorcut.compare.shadow import RestRequest, ShadowJudge
@@ -32,6 +32,9 @@ from thorcut.wire.recording import (
     RestRecord,
 )
 
+if TYPE_CHECKING:
+    import asyncio
+
 #: how often a response that is behind the sample's seq is asked again, and the pause before each
 BEHIND_RETRIES = 3
 BEHIND_PAUSE = 0.05
@@ -42,12 +45,22 @@ class LiveOptions:
     ws_url: str
     rest_base: str
     headers: dict[str, str]
-    duration: float
+    duration: float | None  # seconds to sample; None: until stopped (run_live's ``stop``)
     record: Path | None = None
     concurrency: int = 8
     rest_timeout: float = 2.0
     max_size: int = 4 * 2**20
     resume: bool = True  # resume the stream after a reconnect (the manifest's [stream] resume)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` (unless it has ended) and wait until it has."""
+    import asyncio
+
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _at(ts: float) -> str:
@@ -63,9 +76,16 @@ async def run_live(
     *,
     on_tick: Callable[[ShadowJudge, float], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_event: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
-    """Sample for ``opts.duration`` seconds and judge. Raises BackendUnavailable (exit 4) when the
-    WebSocket cannot be opened at all, or when every REST request failed to connect."""
+    """Sample for ``opts.duration`` seconds (None: until ``stop`` is set) and judge.
+
+    ``on_event`` is called after every WebSocket frame and every REST outcome the judge took (a
+    guard checks its windows there); an exception it raises stops the run and is raised from here.
+    ``stop``, once set, ends the run early (the requests in flight still finish, bounded).
+    Raises BackendUnavailable (exit 4) when the WebSocket cannot be opened at all, or when every
+    REST request failed to connect."""
     import asyncio  # here, not at the top: a replay never needs it (14 ms of start-up)
 
     import httpx
@@ -79,6 +99,17 @@ async def run_live(
     sem = asyncio.Semaphore(opts.concurrency)
     tasks: set[asyncio.Task[None]] = set()
     connect_failures = 0
+    stop = stop if stop is not None else asyncio.Event()
+    failed: list[BaseException] = []  # what on_event raised, raised again when the run has ended
+
+    def judged() -> None:
+        if on_event is None or failed:
+            return
+        try:
+            on_event()
+        except Exception as exc:  # raised again from run_live, whichever task it came from
+            failed.append(exc)
+            stop.set()
 
     async def fetch(client: httpx.AsyncClient, req: RestRequest) -> None:
         nonlocal connect_failures
@@ -110,6 +141,7 @@ async def run_live(
                 writer.rest(RestRecord(at, req.feature, req.type, req.key, req.path, status, elapsed,
                                        body=body, raw=raw, error=error, for_seq=req.seq))  # fmt: skip
             still_waiting = judge.rest_response(req, status=status, body=body, error=error)
+            judged()
             if not still_waiting:
                 return
             if attempt < BEHIND_RETRIES:
@@ -118,7 +150,6 @@ async def run_live(
         # evicted or the run ends, exactly as a replay of this run will treat it.
 
     started = time.monotonic()
-    deadline = started + opts.duration
     stream = StreamClient(opts.ws_url, opts.headers, max_size=opts.max_size, open_timeout=opts.rest_timeout,
                           resume=judge.resume_since if opts.resume else None)  # fmt: skip
     first = True
@@ -150,6 +181,7 @@ async def run_live(
                 if writer is not None:
                     writer.ws(at, raw=item.text, reconnected=reconnected)
                 reconnected = None
+                judged()
                 continue
             if writer is not None:
                 writer.ws(at, msg=item.msg, reconnected=reconnected)
@@ -159,6 +191,7 @@ async def run_live(
                 task = asyncio.create_task(fetch(client, req))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+            judged()
 
     async def ticker() -> None:
         while True:
@@ -168,17 +201,26 @@ async def run_live(
 
     async with httpx.AsyncClient(base_url=opts.rest_base, headers=opts.headers, timeout=opts.rest_timeout) as client:
         tick = asyncio.create_task(ticker())
+        consumer = asyncio.create_task(consume(client))
+        stopped = asyncio.create_task(stop.wait())
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(consume(client), timeout=max(0.0, deadline - time.monotonic()))
-            if tasks:  # let the last samples' requests finish (bounded)
+            timeout = None if opts.duration is None else max(0.0, started + opts.duration - time.monotonic())
+            await asyncio.wait((consumer, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.done():
+                consumer.result()  # the stream's own end, or its error (BackendUnavailable)
+            await _cancel(consumer)  # no frame is taken after the deadline
+            if tasks and not failed:  # let the last samples' requests finish (bounded)
                 await asyncio.wait(set(tasks), timeout=opts.rest_timeout * (BEHIND_RETRIES + 1) + 1)
             for t in list(tasks):
                 t.cancel()
         finally:
+            stopped.cancel()
             tick.cancel()
+            await _cancel(consumer)
             if writer is not None:
                 writer.close()
+    if failed:
+        raise failed[0]
     if result.rest_requests and connect_failures == result.rest_requests:
         raise BackendUnavailable(
             f"every REST request to {redact_url(opts.rest_base)} failed to connect; is the backend running? "
