@@ -5,7 +5,7 @@ import { defineConfig } from "vitest/config";
 // and WebSocket, so the page uses relative URLs and needs no proxy.
 const backend = "http://127.0.0.1:8000";
 
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   plugins: [react()],
   base: "/",
   build: {
@@ -20,11 +20,17 @@ export default defineConfig({
       "/ws": { target: backend, ws: true },
       "/metrics": { target: backend },
     },
+    // Tests only: instruments.test.ts reads the backend's contract table (market.py) as text.
+    ...(mode === "test" ? { fs: { allow: [".", "../backend/thor_trading"] } } : {}),
   },
   test: {
     environment: "jsdom",
     include: ["src/**/*.test.{ts,tsx}"],
     setupFiles: ["./src/test/setup.ts"],
     restoreMocks: true,
+    // jsdom has no canvas: the charts run on a recording stand-in (the real one is tested in Chromium, tests/e2e).
+    alias: {
+      "lightweight-charts": decodeURIComponent(new URL("./src/test/lightweight-charts-fake.ts", import.meta.url).pathname),
+    },
   },
-});
+}));

@@ -49,6 +49,11 @@ class Keys:
         """Hash: the ramp of ``feature`` (thorcut/flags/ramp.py): its steps, the current one, its owner."""
         return f"{self.base}:ramp:{feature}"
 
+    def guard(self, feature: str) -> str:
+        """Hash: the ``thorcut guard`` guarding ``feature`` now (``host``, ``pid``, ``since``,
+        ``heartbeat``; thorcut/parity/guard.py), expiring a few seconds after its last heartbeat."""
+        return f"{self.base}:guard:{feature}"
+
     def ack(self, feature: str, version: int) -> str:
         return f"{self.base}:ack:{feature}:{version}"
 

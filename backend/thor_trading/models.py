@@ -150,3 +150,18 @@ class ApiToken(models.Model):
         token = "thor_" + secrets.token_urlsafe(24)
         cls.objects.create(user=user, name=name, digest=cls.hash(token))
         return token
+
+
+class Cutover(models.Model):
+    """No table: the holder of the operators' permission, ``thor_trading.operate_cutover``.
+
+    A user with it may change a feature's stage from the page (``POST /api/ops/stage``,
+    ``global_markets.ops``); everyone logged in may watch. ``thor_trading.users.ensure_user``
+    grants it (``manage.py thor_user NAME … --operator``); the demo user ``demo`` has it, ``viewer``
+    has not. Superusers have every permission, this one included.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("operate_cutover", "Can change cutover stages from the page")]

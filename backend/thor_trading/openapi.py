@@ -4,8 +4,9 @@ One home for it: ``tests/backend/test_openapi.py`` validates real responses of a
 against it and runs Schemathesis over every operation. What the code already says once is taken
 from there: the features, their message types and their endpoints' paths (``thor_trading.features``)
 and the stages (``thorcut.flags.Stage``).
-The ``data`` schemas say what ``messages.py`` builds; ``additionalProperties: false`` makes a field
-added there and not here fail the tests.
+The ``data`` schemas say what ``messages.py`` builds, the ``Ops…`` schemas what the operations API
+(``global_markets.ops``) answers; ``additionalProperties: false`` makes a field added there and not
+here fail the tests.
 """
 
 from __future__ import annotations
@@ -42,6 +43,152 @@ def _money(*names: str) -> dict[str, Schema]:
 TIME = _ref("Timestamp")
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+COUNT = {"type": "integer", "minimum": 0}
+
+
+def _nullable(type_: str, description: str = "") -> Schema:
+    return {"type": [type_, "null"], **({"description": description} if description else {})}
+
+
+STAGE = {"enum": [s.value for s in Stage]}
+#: The statuses of a ramp (thorcut/flags/ramp.py; docs/contracts.md, "Guard and ramp").
+RAMP_STATUSES = ("running", "holding", "failed", "done", "aborted", "interrupted")
+#: The kinds of refusal of a stage change (``global_markets.ops``).
+REFUSALS = ("transition", "gate", "stale", "reset", "refused")
+
+#: What ``GET /api/ops/monitor`` answers (``global_markets.ops``): the stored state, as it is stored.
+OPS: dict[str, Schema] = {
+    "OpsVerdict": _object(
+        {
+            "verdict": {"enum": ["PASS", "FAIL", "PENDING"]},
+            "judged_at": _nullable("string", "ISO-8601 UTC, as stored"),
+            "age_s": _nullable("number", "seconds since judged_at"),
+            "valid": {"type": "boolean", "description": "whether it opens the gate to live now"},
+            "gate": _nullable("string", "why it does not open the gate (null when `valid`)"),
+            "source": _nullable("string", "who judged it: live (`diff`, `check`), guard, ramp, …"),
+            "reasons": {"type": "array", "items": STRING},
+            **{name: COUNT for name in ("paired", "mismatched", "gaps", "resyncs", "duplicates")},
+            "lag_ms": _object({"mean": _nullable("number"), "max": _nullable("number")}),
+            "last_mismatch_path": _nullable("string", "the first differing path of the last mismatch"),
+        }
+    ),
+    "OpsRamp": _object(
+        {
+            "status": {"enum": list(RAMP_STATUSES)},
+            "text": {"type": "string", "description": "the status line, e.g. `ramping 25 % → 50 % in 3m 10s`"},
+            "percent": INTEGER,
+            "next_percent": _nullable("integer"),
+            "due_in_s": _nullable("number", "seconds until the next step is due"),
+            "steps": {"type": "array", "items": INTEGER},
+            "index": {"type": "integer", "minimum": 1, "description": "the current step, from 1"},
+            "why": _nullable("string", "what a holding step waits for, or why the ramp stopped"),
+            "hold_s": {"type": "number"},
+            "owner": {"oneOf": [{"type": "null"}, _object({"host": STRING, "pid": INTEGER})]},
+            "started_by": _nullable("string"),
+        }
+    ),
+    "OpsGuard": _object(
+        {
+            "host": STRING,
+            "pid": INTEGER,
+            "since": _nullable("string", "when it began guarding the feature (ISO-8601 UTC)"),
+            "age_s": _nullable("number"),
+            "heartbeat_age_s": _nullable("number"),
+        }
+    ),
+    "OpsFeature": _object(
+        {
+            "feature": {"enum": list(NAMES)},
+            "stage": STAGE,
+            "percent": INTEGER,
+            "version": INTEGER,
+            "updated_at": _nullable("string"),
+            "updated_by": _nullable("string", "`web:<username>` for a change made from the page"),
+            "reason": _nullable("string"),
+            "allowed": {
+                "type": "array",
+                "items": STAGE,
+                "description": "the stages the stage machine allows from here, forward first (a live "
+                "feature's percent changes with `to: live`, not listed)",
+            },
+            "verdict": {"oneOf": [{"type": "null"}, _ref("OpsVerdict")]},
+            "ramp": {"oneOf": [{"type": "null"}, _ref("OpsRamp")]},
+            "guard": {"oneOf": [{"type": "null"}, _ref("OpsGuard")]},
+        }
+    ),
+    "OpsMonitor": _object(
+        {
+            "server_time": TIME,
+            "operator": {"type": "boolean", "description": "whether the caller may change stages"},
+            "features": {"type": "array", "items": _ref("OpsFeature")},
+            "sim_speed": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "simulated market seconds per real second (`THOR_SIM_SPEED`)",
+            },
+        }
+    ),
+    "StageChange": {
+        "type": "object",
+        "required": ["feature", "to", "reason"],
+        "additionalProperties": False,
+        "properties": {
+            "feature": {"enum": list(NAMES)},
+            "to": STAGE,
+            "percent": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 100,
+                "description": "live only: the share of clients on WebSocket (null: keep it, or 100)",
+            },
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 500,
+                "pattern": r"\S",
+                "description": "why (recorded in the audit log)",
+            },
+            "force": {
+                "type": "boolean",
+                "default": False,
+                "description": "to live without a valid PASS verdict (recorded as forced)",
+            },
+            "expect_version": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "refuse (409) unless the feature is still at this version",
+            },
+        },
+    },
+    "StageChanged": _object(
+        {
+            "change": _object(
+                {
+                    "feature": {"enum": list(NAMES)},
+                    "from": STAGE,
+                    "to": STAGE,
+                    "percent": INTEGER,
+                    "version": INTEGER,
+                    "changed": BOOLEAN,
+                    "forced": BOOLEAN,
+                    "dry_run": BOOLEAN,
+                    "audit_id": _nullable("string", "the audit stream entry (null when nothing changed)"),
+                }
+            )
+        }
+    ),
+    "Refusal": _object(
+        {
+            "error": {"type": "string", "description": "the gate's or the stage machine's message"},
+            "refused": {
+                "enum": list(REFUSALS),
+                "description": "transition (the stage machine), gate (no valid "
+                "PASS), stale (expect_version), reset (a reset store)",
+            },
+        }
+    ),
+}
 
 #: message type -> the schema of its ``data`` (what ``messages.<type>_message`` builds)
 DATA: dict[str, Schema] = {
@@ -155,7 +302,7 @@ def _schemas() -> dict[str, Schema]:
     for type_, data in DATA.items():
         schemas[f"{_camel(type_)}Data"] = data
         schemas[envelope_component(type_)] = envelope_schema(type_)
-    return schemas
+    return schemas | OPS
 
 
 def _json(schema: Schema, description: str) -> Schema:
@@ -270,9 +417,46 @@ def _csrf_post(summary: str, ok: Schema, operation_id: str, *, credentials: bool
     return {"post": operation}
 
 
+UNAVAILABLE = _json(ERROR, "the flag store (Redis) cannot be reached")
+
+
+def _ops_paths() -> dict[str, Schema]:
+    """The operations API of the page (``global_markets.ops``)."""
+    stage = {
+        "operationId": "opsStage",
+        "summary": "Change a feature's stage (operators only), through the flag store's gate; audited as "
+        "`web:<username>`",
+        "description": "Needs the operator permission (`thor_trading.operate_cutover`). A session cookie must "
+        "come with its CSRF token in `X-CSRFToken` (a bearer token needs none). To live needs a valid PASS "
+        "verdict, or `force` with the reason; to shadow from live or complete is the rollback (never gated).",
+        "tags": ["cutover"],
+        "security": AUTHENTICATED,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("StageChange")}}},
+        "responses": {
+            "200": _json(_ref("StageChanged"), "changed (or already there: `changed` false)"),
+            "400": _json(ERROR, "bad input: not a JSON object, an unknown feature or stage, a bad percent, no reason"),
+            "401": _response("Unauthorized"),
+            "403": _json(ERROR, "CSRF check failed (a session without `X-CSRFToken`), or not an operator"),
+            "409": _json(_ref("Refusal"), "refused by the stage machine or the parity gate: nothing was written"),
+            "503": UNAVAILABLE,
+        },
+    }
+    return {
+        "/api/ops/monitor": _get(
+            "Every feature's stage, stored verdict, ramp and guard, and whether the caller may change stages",
+            _json(_ref("OpsMonitor"), "one entry per feature"),
+            operation_id="opsMonitor",
+            tag="cutover",
+            extra={"503": UNAVAILABLE},
+        ),
+        "/api/ops/stage": {"post": stage},
+    }
+
+
 def _paths() -> dict[str, Schema]:
     return {
         **_feature_paths(),
+        **_ops_paths(),
         "/api/cutover/flags": _get(
             "The effective stage of every feature for this client, percent bucket applied",
             _json(_ref("CutoverFlags"), "one entry per feature"),

@@ -1,13 +1,22 @@
-import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { App } from "./App";
 import { createApi } from "./services/api";
 import { Http } from "./services/http";
-import { backendRoutes, envelope, fakeFetch, fakeRuntime, flag, flagsMessage, POSITIONS } from "./test/fakes";
+import {
+  backendRoutes,
+  envelope,
+  fakeFetch,
+  fakeRuntime,
+  flag,
+  flagsMessage,
+  opsAnswer,
+  POSITIONS,
+} from "./test/fakes";
 import type { FakeSocket, Route } from "./test/fakes";
 
-function setup(options: { loggedIn?: boolean; loginStatus?: number } = {}) {
+function setup(options: { loggedIn?: boolean; loginStatus?: number; operator?: boolean } = {}) {
   let loggedIn = options.loggedIn ?? false;
   let cookie = "csrftoken=token-before-login";
   const routes: Record<string, Route> = {
@@ -24,6 +33,7 @@ function setup(options: { loggedIn?: boolean; loginStatus?: number } = {}) {
       cookie = "csrftoken=token-after-login"; // Django rotates the token at login
       return { body: { authenticated: true, username: body.username } };
     },
+    "/api/ops/monitor": () => ({ body: opsAnswer(options.operator ?? true) }),
     "POST /api/session/logout": () => {
       loggedIn = false;
       return { body: { authenticated: false } };
@@ -216,5 +226,39 @@ describe("dashboard DOM contract", () => {
     act(() => ws.receive(flagsMessage({ positions: flag("shadow", 3) })));
     expect(within(panel).getByTestId("source-badge").textContent).toBe("REST (shadow)");
     expect(panel.getAttribute("data-source")).toBe("rest");
+  });
+});
+
+describe("operations console", () => {
+  it("labels the market clock as simulated, with its speed once measured or reported", async () => {
+    setup({ loggedIn: true });
+    await screen.findByRole("heading", { name: "Thor" });
+    const clock = screen.getByTestId("sim-clock");
+    expect(clock.textContent).toContain("simulated market time");
+    expect(clock.getAttribute("title")).toContain("faster than the wall clock");
+  });
+
+  it("gives an operator stage buttons and a viewer none", async () => {
+    setup({ loggedIn: true, operator: true });
+    await screen.findByRole("heading", { name: "Thor" });
+    await screen.findByTestId("stage-positions-live");
+    cleanup();
+    setup({ loggedIn: true, operator: false });
+    await screen.findByRole("heading", { name: "Thor" });
+    await waitFor(() => expect(screen.getByTestId("ops-status").textContent).toContain("read-only"));
+    expect(document.querySelector('[data-testid^="stage-"]')).toBeNull();
+    expect(screen.getByTestId("monitor-positions")).toBeTruthy();
+  });
+
+  it("stops polling the monitor once logged out", async () => {
+    const { runtimes } = setup({ loggedIn: true });
+    await screen.findByRole("button", { name: "Log out" });
+    const polls = () => runtimes.at(-1)?.http.count("/api/ops/monitor") ?? 0;
+    await waitFor(() => expect(polls()).toBeGreaterThan(0));
+    fireEvent.click(screen.getByRole("button", { name: "Log out" }));
+    await screen.findByRole("form", { name: "Log in" });
+    const atLogout = polls();
+    await new Promise((resolve) => setTimeout(resolve, 2100)); // one poll interval
+    expect(polls()).toBe(atLogout);
   });
 });

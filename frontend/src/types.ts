@@ -102,8 +102,8 @@ export interface MarketStatus {
   next_change: string;
 }
 
-/** The simulated contracts (backend/thor_trading/market.py, CONTRACTS). */
-export const SYMBOLS = ["ES", "NQ", "YM", "RTY", "CL", "GC"] as const;
+/** The simulated contracts (backend/thor_trading/market.py, CONTRACTS; the table with ticks is instruments.ts). */
+export { SYMBOLS } from "./instruments";
 
 /** REST polling interval per feature while it renders from REST. */
 export const POLL_INTERVAL_MS: Record<Feature, number> = {

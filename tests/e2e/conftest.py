@@ -163,3 +163,49 @@ def stack(
     yield stack
     stop_process(jobs, 15)
     stack.server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def desk_users(demo_users: dict[str, dict[str, str]]) -> Iterator[dict[str, dict[str, str]]]:
+    """``demo`` as an operator (as ``dev up`` makes it; put back as it was afterwards) and the
+    ``viewer`` (DU9012), logged in like ``demo`` but not an operator.
+
+    For every end-to-end test, so the page (and its screenshots) shows ``demo`` as the README does.
+    Session-scoped, so it runs before a module's ``browser`` opens Playwright's loop (see there).
+    """
+    from django.contrib.auth import get_user_model
+
+    from thor_trading.users import OPERATE, ensure_user
+
+    was = get_user_model().objects.get(username="demo").has_perm(OPERATE)
+    ensure_user("demo", "demo-pass", "DU1234", operator=True)
+    viewer = ensure_user("viewer", "viewer-pass", "DU9012", token_name="tests", operator=False)
+    yield {"demo": demo_users["demo"], "viewer": viewer}
+    ensure_user("demo", "demo-pass", "DU1234", operator=was)
+
+
+#: axe-core's browser build, a devDependency of the page (frontend/package.json).
+AXE_SCRIPT = frontend_dir() / "node_modules" / "axe-core" / "axe.min.js"
+#: The impacts that fail a test (axe's scale: minor, moderate, serious, critical).
+AXE_FAILING = ("serious", "critical")
+
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Run axe-core on the page as it is now; return its serious and critical violations.
+
+    The script is injected from ``frontend/node_modules`` (no network); a missing one fails, naming the fix.
+    """
+    if not AXE_SCRIPT.is_file():
+        pytest.fail(f"no {AXE_SCRIPT}: run `npm ci` in frontend/ (axe-core is a devDependency)", pytrace=False)
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE_SCRIPT))
+    found: list[dict[str, Any]] = page.evaluate(_AXE_RUN)
+    return [v for v in found if v["impact"] in AXE_FAILING]

@@ -299,3 +299,113 @@ def test_ctrl_c_after_a_rollback_exits_1(two: Backend, cli_env: dict[str, str], 
     assert "guard interrupted after" in err
     assert "Error: guard rolled back positions (mismatch at account" in err
     assert events(out)[-1] == {"event": "ended", "rolled_back": ["positions"], "exit_code": 1}
+
+
+# -- presence: {prefix}:guard:<feature> while it guards (a real process) ------------------------------
+
+
+def _presence(client: redis.Redis, keys: Keys, feature: str = "positions") -> dict[str, str]:
+    found: dict[str, str] = client.hgetall(keys.guard(feature))  # type: ignore[assignment]
+    return found
+
+
+def _wait(check: Any, timeout: float = 5.0) -> float:
+    """Wait until ``check()`` is true; return how long that took (fail after ``timeout``)."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, and close its pipes."""
+    if proc.returncode is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def _until_event(proc: subprocess.Popen[str], kind: str) -> list[dict[str, Any]]:
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == kind:
+            return seen
+    raise AssertionError(f"no {kind} event: {seen}")
+
+
+def test_presence_is_kept_while_guarding_and_deleted_when_the_guard_ends(
+    live: Backend, cli_env: dict[str, str], tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    import socket
+
+    from thorcut.clock import parse_iso
+
+    proc = _guard_process(cli_env, live, tmp_path, "positions", "--json", "--duration", "4")
+    try:
+        _until_event(proc, "started")
+        first = _presence(client, keys)
+        assert (first["host"], first["pid"]) == (socket.gethostname(), str(proc.pid))
+        since = parse_iso(first["since"])
+        assert since is not None
+        assert abs(since.timestamp() - time.time()) < 3
+        assert 0 < client.pttl(keys.guard("positions")) <= 3000  # expires 3 s after each heartbeat
+        _wait(lambda: _presence(client, keys).get("heartbeat") != first["heartbeat"], 2.5)  # beats every second
+        later = _presence(client, keys)
+        assert 0.5 < float(later["heartbeat"]) - float(first["heartbeat"]) < 2.0
+        assert later["since"] == first["since"]
+        assert _presence(client, keys, "intraday") == {}  # not named, not guarded
+        _, err = proc.communicate(timeout=20)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, err
+    assert not client.exists(keys.guard("positions"))  # deleted at the end, not left to expire
+
+
+def test_presence_goes_when_the_feature_is_released_and_comes_back_when_it_is_live_again(
+    live: Backend, cli_env: dict[str, str], tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    proc = _guard_process(cli_env, live, tmp_path, "positions", "--json", "--duration", "10")
+    try:
+        _until_event(proc, "started")
+        since = _presence(client, keys)["since"]
+        set_flag(client, keys, "positions", "shadow", 3)
+        _until_event(proc, "released")
+        assert _wait(lambda: not client.exists(keys.guard("positions")), 2.0) < 1.0
+        set_flag(client, keys, "positions", "live", 4, 100)
+        _until_event(proc, "guarding")
+        _wait(lambda: bool(_presence(client, keys)), 2.0)
+        assert _presence(client, keys)["since"] > since  # a new stretch of guarding
+    finally:
+        _stop(proc)
+
+
+def test_presence_of_a_rolled_back_feature_goes_while_the_other_stays(
+    two: Backend, cli_env: dict[str, str], tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    two.fault("mismatch", type_="positions", after_sent=20)
+    proc = _guard_process(cli_env, two, tmp_path, "positions", "orders", "--json", "--duration", "10")
+    try:
+        _until_event(proc, "started")
+        assert _presence(client, keys)
+        assert _presence(client, keys, "orders")
+        _until_event(proc, "rolled_back")
+        assert not client.exists(keys.guard("positions"))  # deleted with the rollback, before it is told
+        assert _presence(client, keys, "orders")["pid"] == str(proc.pid)
+    finally:
+        _stop(proc)
+
+
+def test_presence_of_a_killed_guard_expires_within_3_s(
+    live: Backend, cli_env: dict[str, str], tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    proc = _guard_process(cli_env, live, tmp_path, "positions", "--json")
+    try:
+        _until_event(proc, "started")
+        assert _presence(client, keys)["pid"] == str(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    assert client.exists(keys.guard("positions"))  # nobody deleted it: it expires
+    assert 0.3 < _wait(lambda: not client.exists(keys.guard("positions")), 4.0) <= 3.1

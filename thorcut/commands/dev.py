@@ -163,6 +163,15 @@ def _ensure_backend(state: dict[str, Any], previous: dict[str, Any] | None, sett
     return True
 
 
+def _login_lines(backend: dict[str, Any]) -> list[str]:
+    """A line per demo user: the operator ``demo`` and the ``viewer`` (a state file older than the
+    viewer records the demo user alone)."""
+    logins = backend.get("logins") or [{**{k: backend[k] for k in ("user", "password", "account")}, "operator": True}]
+    role = {True: "operator: the page shows stage controls", False: "not an operator: no stage controls"}
+    return [f"  {x['user']} login: {x['user']} / {x['password']} (account {x['account']}; "
+            f"{role[bool(x.get('operator'))]})" for x in logins]  # fmt: skip
+
+
 def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bool, as_json: bool) -> None:
     url = str(state["url"])
     if as_json:
@@ -186,7 +195,7 @@ def _report(state: dict[str, Any], configured: str, state_dir: Path, *, kept: bo
             f"{'Thor backend' if token else 'Thor backend already running'} at {backend['url']} "
             f"(WebSocket {backend['ws_url']}; {pids}); logs in {backend['logs']}",
             f"  the page:   {backend['page_url']}{built}",
-            f"  demo login: {backend['user']} / {backend['password']} (account {backend['account']})",
+            *_login_lines(backend),
             f"  API token:  {token}" if token else
             "  API token:  shown by the `dev up` that started it (`thorcut dev down`, then `dev up`, makes a new one)",
         ]  # fmt: skip

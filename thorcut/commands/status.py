@@ -1,4 +1,5 @@
-"""``thorcut status``: every feature's stage, where clients read from, parity and last change."""
+"""``thorcut status``: every feature's stage, where clients read from, parity and last change, and
+the ramp or guard at work on it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from thorcut.values import redact_url
 from thorcut.verdict import ParityRecord, Verdict
 
 if TYPE_CHECKING:
+    from thorcut.flags.presence import GuardPresence
     from thorcut.flags.ramp import RampState
 
 app = typer.Typer()
@@ -54,6 +56,8 @@ class Snapshot:
     error: str = ""
     #: each feature's ramp (``{prefix}:ramp:<feature>``), None where it has none
     ramps: dict[str, RampState | None] = field(default_factory=dict)
+    #: each feature's guard (``{prefix}:guard:<feature>``), None where no guard runs
+    guards: dict[str, GuardPresence | None] = field(default_factory=dict)
 
     def overrides(self, feature: str) -> dict[str, Any]:
         """Return where an env override of ``feature`` is in force: workers, and this shell."""
@@ -72,7 +76,8 @@ class Snapshot:
         parity = {n: p.raw for n, p in self.parity.items()}
         now = self.read_at.timestamp()
         ramps = {n: (r.effective_status(now), r.index, r.why, r.next_due) for n, r in self.ramps.items() if r}
-        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch, ramps)
+        guards = {n: (g.host, g.pid, g.since) for n, g in self.guards.items() if g}
+        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch, ramps, guards)
 
     def ramp_text(self, feature: str, now: datetime) -> Text | None:
         """The feature's ramp in one line ("ramping 25 % → 50 % in 3m 10s"), None without one."""
@@ -98,6 +103,8 @@ class Snapshot:
             row["parity"] = self.parity[name].to_dict(self.read_at)
             ramp = self.ramps.get(name)
             row["ramp"] = ramp.to_dict(self.read_at.timestamp()) if ramp is not None else None
+            guard = self.guards.get(name)
+            row["guard"] = guard.to_dict(self.read_at) if guard is not None else None
             rows.append(row)
         return {
             "redis": redact_url(self.settings.redis_url),
@@ -139,6 +146,9 @@ class Snapshot:
         ramping = any(self.ramps.values())
         if ramping:
             table.add_column("ramp", ratio=2)
+        guarded = any(self.guards.values())
+        if guarded:
+            table.add_column("guard", ratio=2)
         notes: list[Text] = []
         blocks: list[Text] = []
         for name in self.settings.features:
@@ -167,13 +177,19 @@ class Snapshot:
                           "red" if parity.stream_problem() else "yellow")  # fmt: skip
             reads = reads_from(state.stage, state.percent)
             ramp = self.ramp_text(name, now)
+            presence = self.guards.get(name)
+            guard = safe(presence.describe(now)) if presence is not None else None
+            if guard is not None:
+                guard.stylize("cyan")
             cells: list[str | Text] = [name, stage, reads, str(state.version), change, verdict, stream]
-            table.add_row(*cells, *([ramp or Text("—", style="dim")] if ramping else []))
+            extra = [(ramping, ramp), (guarded, guard)]
+            table.add_row(*cells, *(value or Text("—", style="dim") for shown, value in extra if shown))
             block = Text(name, style="bold")
             block.append("  ")
             block.append_text(stage)
             block.append(f" · clients read {reads} · version {state.version}")
-            rows = (("last change", change), ("parity", verdict), ("stream", stream), ("ramp", ramp))
+            rows = (("last change", change), ("parity", verdict), ("stream", stream), ("ramp", ramp),
+                    ("guard", guard))  # fmt: skip
             for label, value in rows:
                 if value is not None:
                     block.append(f"\n  {label}: ")
@@ -201,7 +217,7 @@ class Snapshot:
 def read_snapshot(session: Session) -> Snapshot:
     store = session.store
     flags = store.read_all()
-    parity, ramps = _parity_and_ramps(session)
+    parity, ramps, guards = _parity_ramps_guards(session)
     return Snapshot(
         session.settings,
         flags,
@@ -211,26 +227,37 @@ def read_snapshot(session: Session) -> Snapshot:
         datetime.now(UTC),
         store.epoch(),
         ramps=ramps,
+        guards=guards,
     )
 
 
-def _parity_and_ramps(session: Session) -> tuple[dict[str, ParityRecord], dict[str, RampState | None]]:
-    """Every feature's verdict and ramp, in one round trip. The ramp module is imported only when
-    some feature has a ramp, so that ``status`` starts no slower for it."""
+def _parity_ramps_guards(
+    session: Session,
+) -> tuple[dict[str, ParityRecord], dict[str, RampState | None], dict[str, GuardPresence | None]]:
+    """Every feature's verdict, ramp and guard, in one round trip. The ramp and guard modules are
+    imported only when some feature has one, so that ``status`` starts no slower for them."""
     names, keys = session.settings.features, session.keys
     pipe = session.client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.parity(name))
     for name in names:
         pipe.hgetall(keys.ramp(name))
+    for name in names:
+        pipe.hgetall(keys.guard(name))
     raw = pipe.execute()
-    parity = {n: ParityRecord.from_hash(d) for n, d in zip(names, raw[: len(names)], strict=True)}
+    n = len(names)
+    parity = {name: ParityRecord.from_hash(d) for name, d in zip(names, raw[:n], strict=True)}
     ramps: dict[str, RampState | None] = dict.fromkeys(names)
-    if any(raw[len(names) :]):
+    if any(raw[n : 2 * n]):
         from thorcut.flags.ramp import RampState
 
-        ramps = {n: RampState.from_hash(n, d) for n, d in zip(names, raw[len(names) :], strict=True)}
-    return parity, ramps
+        ramps = {name: RampState.from_hash(name, d) for name, d in zip(names, raw[n : 2 * n], strict=True)}
+    guards: dict[str, GuardPresence | None] = dict.fromkeys(names)
+    if any(raw[2 * n :]):
+        from thorcut.flags.presence import GuardPresence
+
+        guards = {name: GuardPresence.from_hash(name, d) for name, d in zip(names, raw[2 * n :], strict=True)}
+    return parity, ramps, guards
 
 
 #: How often ``status --watch`` re-reads everything, whatever the notifications say: verdicts,

@@ -1,5 +1,8 @@
-"""The Thor backend part of ``thorcut dev up``: the page build, migrate, seed, demo user, two job
+"""The Thor backend part of ``thorcut dev up``: the page build, migrate, seed, demo users, two job
 runners (one leads, one stands by), ASGI workers.
+
+Two demo users: ``demo`` is an operator (the page shows it stage controls), ``viewer`` is not (it
+watches the same page without them); their fixed credentials are in the README.
 
 The backend lives in ``backend/`` next to the ``thorcut`` package of a checkout. Everything runs
 as child processes in their own sessions (they outlive ``dev up``), logging to
@@ -29,6 +32,7 @@ from thorcut.errors import ThorcutError, Unreachable, UsageError
 from thorcut.redisconn import Keys, connect
 
 DEMO_USER, DEMO_PASSWORD, DEMO_ACCOUNT = "demo", "demo-pass", "DU1234"
+VIEWER_USER, VIEWER_PASSWORD, VIEWER_ACCOUNT = "viewer", "viewer-pass", "DU9012"
 
 
 def backend_dir() -> Path:
@@ -224,7 +228,9 @@ def up(state_dir: Path, redis_url: str, prefix: str, *, port: int, workers: int,
     setup_log = logs / "setup.log"
     _manage(folder, env, setup_log, "migrate", "--noinput")
     made = _manage(folder, env, setup_log, "thor_user", DEMO_USER, "--password", DEMO_PASSWORD,
-                   "--account", DEMO_ACCOUNT, "--token", "thorcut-dev")  # fmt: skip
+                   "--account", DEMO_ACCOUNT, "--token", "thorcut-dev", "--operator")  # fmt: skip
+    _manage(folder, env, setup_log, "thor_user", VIEWER_USER, "--password", VIEWER_PASSWORD,
+            "--account", VIEWER_ACCOUNT, "--no-operator")  # fmt: skip
     token = next((line.split()[1] for line in made.splitlines() if line.startswith("token ")), "")
     _manage(folder, env, setup_log, "thor_seed")
     jobs_log, web_log = logs / "jobs.log", logs / "web.log"
@@ -299,9 +305,14 @@ def _order(proc: dict[str, Any]) -> tuple[int, str]:
     return (0 if proc.get("role") == "jobs" else 1, str(proc.get("name")))
 
 
-def demo_login() -> dict[str, str]:
-    """The demo user's fixed credentials (documented in the README; not secrets)."""
-    return {"user": DEMO_USER, "password": DEMO_PASSWORD, "account": DEMO_ACCOUNT}
+def demo_login() -> dict[str, Any]:
+    """The demo users' fixed credentials (documented in the README; not secrets): ``user``,
+    ``password`` and ``account`` are the operator ``demo``'s, ``logins`` lists both users."""
+    logins = [
+        {"user": DEMO_USER, "password": DEMO_PASSWORD, "account": DEMO_ACCOUNT, "operator": True},
+        {"user": VIEWER_USER, "password": VIEWER_PASSWORD, "account": VIEWER_ACCOUNT, "operator": False},
+    ]
+    return {"user": DEMO_USER, "password": DEMO_PASSWORD, "account": DEMO_ACCOUNT, "logins": logins}
 
 
 def stop(processes: list[dict[str, Any]]) -> list[str]:

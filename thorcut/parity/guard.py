@@ -15,6 +15,10 @@ is no longer guarded (``released``), one that became ``live`` is guarded with a 
 run ends at its deadline, on :meth:`Guard.stop`, or once something was rolled back and nothing is
 left guarded.
 
+While it guards a feature, the guard says so in ``{prefix}:guard:<feature>`` (thorcut/flags/presence.py):
+written when guarding begins and every second after, deleted when the feature is released or rolled
+back and when the run ends; a guard killed outright leaves it for at most 3 s.
+
 Nothing here prints: every step is an event (a dict, the NDJSON of ``guard --json``) given to ``emit``.
 """
 
@@ -32,6 +36,7 @@ import redis
 from thorcut.clock import now_iso
 from thorcut.compare.shadow import ShadowJudge
 from thorcut.errors import TransitionRefused
+from thorcut.flags.presence import HEARTBEAT_S, PresenceWriter
 from thorcut.flags.stages import Stage
 from thorcut.flags.state import FlagState
 from thorcut.flags.store import FlagStore
@@ -92,17 +97,21 @@ class Guard:
                            on_notice=lambda text: emit({"event": "notice", "text": text}))  # fmt: skip
         self._poll_failed = False
         self._versions: dict[str, int] = {}  # the newest version seen of each feature (a late read is older)
+        self.presence = PresenceWriter(store.client, store.keys)
 
     @property
     def guarding(self) -> list[str]:
         return list(self.windows)
 
     def begin(self) -> dict[str, FlagState]:
-        """Read the stages, start a window for each live or complete feature, emit ``started``."""
+        """Read the stages, start a window for each live or complete feature (and say so in its
+        presence hash), emit ``started``."""
         states = self.store.read_all()
         for name in self.features:
             if states[name].stage in GUARDED:
                 self.windows[name] = Window(self.judge, name)
+                self.presence.hold(name)
+        self.presence.flush()
         self.emit({"event": "started", "features": self.features, "guarding": self.guarding})
         return states
 
@@ -110,10 +119,14 @@ class Guard:
         """Guard until ``duration`` seconds have passed (None: until stopped); raises what the
         live run raises (BackendUnavailable if the WebSocket cannot be opened at the start)."""
         poller = asyncio.create_task(self._poll())
+        beat = asyncio.create_task(self._beat())
         try:
             return await self.watch.run(duration)
         finally:
             poller.cancel()
+            beat.cancel()
+            self.presence.release_all()
+            self._flush_presence()  # here, not in a thread: a cancelled run awaits nothing more
 
     def stop(self) -> None:
         self.watch.stop()
@@ -132,11 +145,13 @@ class Guard:
 
         name = breach.feature
         del self.windows[name]
+        self.presence.release(name)
         try:
             outcome = self.store.change(name, Stage.SHADOW, rollback=True, reason=f"guard: {breach.cause}")
         except TransitionRefused:  # someone turned it off meanwhile: nothing to roll back
             outcome = None
         committed = time.time()
+        self._flush_presence()
         if outcome is None or not outcome.changed:  # someone moved it first
             stage = outcome.after.stage.value if outcome is not None else Stage.OFF.value
             self.emit({"event": "released", "feature": name, "stage": stage})
@@ -155,6 +170,22 @@ class Guard:
         if self.rolled_back and not self.windows:
             self.watch.stop()
 
+    # -- presence ----------------------------------------------------------------------------------
+
+    def _flush_presence(self) -> bool:
+        """Write the presence hashes; False when Redis did not take them (they expire on their own,
+        and the stages' poll already says that Redis is away)."""
+        try:
+            self.presence.flush()
+        except redis.RedisError:
+            return False
+        return True
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.to_thread(self._flush_presence)
+
     # -- following stage changes -------------------------------------------------------------------
 
     async def _poll(self) -> None:
@@ -172,6 +203,8 @@ class Guard:
                 self.emit({"event": "notice", "text": "reading the stages again"})
                 self._poll_failed = False
             self.follow(states)
+            if self.presence.pending:
+                await asyncio.to_thread(self._flush_presence)
 
     def follow(self, states: dict[str, FlagState]) -> None:
         """Guard the features that became live or complete; release those that left."""
@@ -182,8 +215,10 @@ class Guard:
             stage = states[name].stage
             if name in self.windows and stage not in GUARDED:
                 del self.windows[name]
+                self.presence.release(name)
                 self.emit({"event": "released", "feature": name, "stage": stage.value})
             elif name not in self.windows and stage in GUARDED:
                 self.windows[name] = Window(self.judge, name)
+                self.presence.hold(name)
                 self.emit({"event": "guarding", "feature": name})
         self._end_if_done()

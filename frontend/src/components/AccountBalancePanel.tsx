@@ -1,7 +1,9 @@
+import { useHistory } from "../hooks/useDesk";
 import { useFeatureData } from "../hooks/useWebSocketAware";
 import type { Balance } from "../types";
 import { formatMoney, formatTime } from "./format";
 import { Panel } from "./Panel";
+import { Sparkline } from "./Sparkline";
 
 const ROWS: Array<[label: string, field: keyof Balance, testId: string]> = [
   ["Equity", "equity", "equity"],
@@ -12,13 +14,14 @@ const ROWS: Array<[label: string, field: keyof Balance, testId: string]> = [
   ["Margin used", "margin_used", "margin-used"],
 ];
 
+/** The account's balance figures and a sparkline of its equity since the page opened. */
 export function AccountBalancePanel({ account }: { account: string | undefined }) {
   const view = useFeatureData("account_balance", { account });
-  const balance = view.entries.find((e) => e.envelope.type === "account_balance")?.envelope.data as
-    | Balance
-    | undefined;
+  const history = useHistory();
+  const balance = view.entries.find((e) => e.envelope.type === "account_balance")?.envelope.data as Balance | undefined;
+  const equity = history.equity(balance?.account ?? account ?? "");
   return (
-    <Panel title="Account balance" view={view} ready={balance !== undefined}>
+    <Panel title="Account balance" view={view} ready={balance !== undefined} className="panel-account">
       {balance ? (
         <>
           <p className="subtle">
@@ -38,6 +41,17 @@ export function AccountBalancePanel({ account }: { account: string | undefined }
               );
             })}
           </dl>
+          <div className="equity-spark">
+            <span className="subtle">Equity since login</span>
+            <Sparkline
+              samples={equity}
+              label={`${balance.account} equity since login`}
+              format={formatMoney}
+              testId="equity-spark"
+              width={240}
+              height={34}
+            />
+          </div>
         </>
       ) : null}
     </Panel>

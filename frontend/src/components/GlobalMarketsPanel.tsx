@@ -2,6 +2,7 @@ import { useFeatureData } from "../hooks/useWebSocketAware";
 import type { MarketStatus } from "../types";
 import { formatDateTime } from "./format";
 import { Panel } from "./Panel";
+import { TableWrap } from "./TableWrap";
 
 /**
  * The session column never repeats "open"/"closed" (the status column's words), so the row's
@@ -16,14 +17,14 @@ export function GlobalMarketsPanel() {
     .filter((e) => e.envelope.type === "market_status")
     .map((e) => ({ seq: e.envelope.seq, m: e.envelope.data as MarketStatus }));
   return (
-    <Panel title="Global markets" view={view} ready={markets.length > 0}>
-      <div className="table-wrap">
+    <Panel title="Global markets" view={view} ready={markets.length > 0} className="panel-markets">
+      <TableWrap label="Exchange sessions table">
         <table>
           <caption className="visually-hidden">Exchange sessions</caption>
           <thead>
             <tr>
               <th scope="col">Market</th>
-              <th scope="col">Name</th>
+              <th scope="col" className="col-name">Name</th>
               <th scope="col">Status</th>
               <th scope="col">Session</th>
               <th scope="col">Next change</th>
@@ -32,8 +33,10 @@ export function GlobalMarketsPanel() {
           <tbody>
             {markets.map(({ m, seq }) => (
               <tr key={m.market} data-market={m.market} data-seq={seq}>
-                <td>{m.market}</td>
-                <td className="wrap">{m.name}</td>
+                <td title={m.name}>{m.market}</td>
+                <td className="col-name" title={m.name}>
+                  {m.name}
+                </td>
                 <td>
                   <span className={m.is_open ? "status status-open" : "status status-closed"} data-testid="market-status">
                     {m.is_open ? "open" : "closed"}
@@ -45,7 +48,7 @@ export function GlobalMarketsPanel() {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
     </Panel>
   );
 }

@@ -2,14 +2,15 @@ import { useFeatureData } from "../hooks/useWebSocketAware";
 import type { Positions } from "../types";
 import { formatInteger, formatMoney, formatPrice } from "./format";
 import { Panel } from "./Panel";
+import { TableWrap } from "./TableWrap";
 
 export function PositionsPanel({ account }: { account: string | undefined }) {
   const view = useFeatureData("positions", { account });
   const data = view.entries.find((e) => e.envelope.type === "positions")?.envelope.data as Positions | undefined;
   return (
-    <Panel title="Positions" view={view} ready={data !== undefined}>
+    <Panel title="Positions" view={view} ready={data !== undefined} className="panel-positions">
       {data ? (
-        <div className="table-wrap">
+        <TableWrap label="Positions table">
           <table>
             <caption className="visually-hidden">Open positions of {data.account}</caption>
             <thead>
@@ -34,8 +35,8 @@ export function PositionsPanel({ account }: { account: string | undefined }) {
                   <tr key={p.symbol} data-symbol={p.symbol}>
                     <td>{p.symbol}</td>
                     <td className="num">{formatInteger(p.quantity)}</td>
-                    <td className="num">{formatPrice(p.avg_price)}</td>
-                    <td className="num">{formatPrice(p.last_price)}</td>
+                    <td className="num">{formatPrice(p.avg_price, p.symbol)}</td>
+                    <td className="num">{formatPrice(p.last_price, p.symbol)}</td>
                     <td className="num">{formatMoney(p.market_value)}</td>
                     <td className={`num${p.unrealized_pnl < 0 ? " negative" : p.unrealized_pnl > 0 ? " positive" : ""}`}>
                       {formatMoney(p.unrealized_pnl)}
@@ -45,7 +46,7 @@ export function PositionsPanel({ account }: { account: string | undefined }) {
               )}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       ) : null}
     </Panel>
   );

@@ -16,4 +16,17 @@ describe("SourceBadge", () => {
     render(<SourceBadge source={source} stage={stage} />);
     expect(screen.getByTestId("source-badge").textContent).toBe(text);
   });
+
+  it.each(["live", "complete"] as Stage[])(
+    "never says WebSocket while the socket is not delivering (stage %s)",
+    (stage) => {
+      render(<SourceBadge source="websocket" stage={stage} delivering={false} />);
+      expect(screen.getByTestId("source-badge").textContent).toBe("Disconnected");
+    },
+  );
+
+  it("keeps a REST badge when not delivering: REST does not depend on the socket", () => {
+    render(<SourceBadge source="rest" stage="shadow" delivering={false} />);
+    expect(screen.getByTestId("source-badge").textContent).toBe("REST (shadow)");
+  });
 });

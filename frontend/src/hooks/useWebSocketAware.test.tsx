@@ -150,6 +150,8 @@ describe("badgeText / getDataSource", () => {
     expect(badgeText("rest", "shadow")).toBe("REST (shadow)");
     expect(badgeText("rest", "live")).toBe("REST"); // live, but outside this client's bucket
     expect(badgeText("rest", "off")).toBe("REST");
+    expect(badgeText("websocket", "live", false)).toBe("Disconnected");
+    expect(badgeText("rest", "live", false)).toBe("REST");
   });
 
   it("reads complete as WebSocket", () => {

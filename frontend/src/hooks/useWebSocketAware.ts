@@ -16,11 +16,15 @@ export function getDataSource(feature: Feature, flags: FlagMap): DataSource {
   return sourceOf(flags[feature]);
 }
 
-export type BadgeText = "WebSocket" | "REST (shadow)" | "REST";
+export type BadgeText = "WebSocket" | "REST (shadow)" | "REST" | "Disconnected";
 
-/** The source badge: `WebSocket`, `REST (shadow)` (REST while WebSocket is shadowed) or `REST`. */
-export function badgeText(source: DataSource, stage: Stage): BadgeText {
-  if (source === "websocket") return "WebSocket";
+/**
+ * The source badge: `WebSocket`, `REST (shadow)` (REST while WebSocket is shadowed) or `REST`;
+ * `Disconnected` for a WebSocket-rendered feature while the socket is not delivering, so the
+ * badge never claims a live source the page is not receiving (issue 15).
+ */
+export function badgeText(source: DataSource, stage: Stage, delivering = true): BadgeText {
+  if (source === "websocket") return delivering ? "WebSocket" : "Disconnected";
   return stage === "shadow" ? "REST (shadow)" : "REST";
 }
 

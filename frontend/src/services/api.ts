@@ -2,6 +2,7 @@
 
 import type { Envelope, Feature, FeatureParams } from "../types";
 import { Http } from "./http";
+import type { StageChangeAnswer, StageRequest } from "./ops";
 
 export interface SessionInfo {
   authenticated: boolean;
@@ -23,6 +24,10 @@ export interface Api {
   flags(clientId: string): Promise<FlagsResponse>;
   /** The REST envelopes of one feature's view: one for balance/positions, bar + vwap, every market. */
   fetchFeature(feature: Feature, params: FeatureParams): Promise<Envelope[]>;
+  /** The operations monitor (raw JSON: `parseMonitor` in ops.ts checks its shape). */
+  opsMonitor(): Promise<unknown>;
+  /** A stage change (CSRF header from the cookie); raises HttpError with the server's message when refused. */
+  changeStage(request: StageRequest): Promise<StageChangeAnswer>;
 }
 
 export function createApi(http: Http = new Http()): Api {
@@ -33,6 +38,8 @@ export function createApi(http: Http = new Http()): Api {
     logout: async () => {
       await http.post<unknown>("/api/session/logout", {});
     },
+    opsMonitor: () => http.get<unknown>("/api/ops/monitor"),
+    changeStage: (request) => http.post<StageChangeAnswer>("/api/ops/stage", request),
     flags: (clientId) => http.get<FlagsResponse>(`/api/cutover/flags?client=${q(clientId)}`),
     fetchFeature: async (feature, params) => {
       const account = params.account ? `?account=${q(params.account)}` : "";

@@ -169,12 +169,17 @@ describe("LiveRuntime refetch", () => {
     const markets = http.count("/api/markets/status");
     ws.last().drop(1006);
     expect(runtime.manager.getState()).toBe("disconnected");
-    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
-    ws.last().open();
     await flush();
+    // The drop itself reads the REST-polled views (is the backend still there?), not the others.
+    expect(http.count("/api/markets/status")).toBe(markets + 1);
+    const reconnect = runtime.manager.nextReconnectDelay ?? 0;
+    expect(reconnect).toBeLessThan(1000); // before the drop's second read: that one is skipped
+    await vi.advanceTimersByTimeAsync(reconnect);
+    ws.last().open();
+    await vi.advanceTimersByTimeAsync(1000);
     expect(http.count("/api/account/positions")).toBe(2);
     expect(http.count("/api/account/balance")).toBe(2);
-    expect(http.count("/api/markets/status")).toBe(markets);
+    expect(http.count("/api/markets/status")).toBe(markets + 1);
     runtime.stop();
   });
 
@@ -455,6 +460,84 @@ describe("LiveRuntime at complete", () => {
     ]);
     await vi.advanceTimersByTimeAsync(2000);
     expect(http.count("/api/account/positions")).toBeGreaterThan(2); // still polling
+    runtime.stop();
+  });
+});
+
+describe("LiveRuntime staleness", () => {
+  it("marks a REST view stale from its first failed refresh until one succeeds; a 404 is not stale", async () => {
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    const healthy = routes["/api/account/balance"];
+    let answer: "ok" | "down" | "missing" = "ok";
+    routes["/api/account/balance"] = (call) =>
+      answer === "down"
+        ? { status: 502, body: { error: "bad gateway" } }
+        : answer === "missing"
+          ? { status: 404, body: { error: "no data yet" } }
+          : healthy!(call);
+    const { runtime } = fakeRuntime(routes);
+    const view = () => runtime.view("account_balance", { account: "DU1234" });
+    runtime.start();
+    runtime.register("account_balance", { account: "DU1234" });
+    await flush();
+    expect(view()).toMatchObject({ seq: 1, stale: false, staleSince: null });
+
+    answer = "down";
+    await vi.advanceTimersByTimeAsync(2000);
+    const since = Date.now();
+    expect(view()).toMatchObject({ seq: 1, stale: true, staleSince: since, error: "REST request failed: bad gateway" });
+    await vi.advanceTimersByTimeAsync(2000); // a second failure: still stale since the first
+    expect(view()).toMatchObject({ stale: true, staleSince: since });
+
+    answer = "ok";
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(view()).toMatchObject({ stale: false, staleSince: null, error: null });
+
+    answer = "missing";
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(view()).toMatchObject({ stale: false, error: "No data yet" });
+    runtime.stop();
+  });
+
+  it("reads REST-polled views at once and a second later when the socket drops, so a gone backend shows", async () => {
+    const routes = backendRoutes({ balance: 1, positions: 1, bar: 1, vwap: 1, markets: 1 });
+    const { runtime, http, ws } = fakeRuntime(routes);
+    runtime.start();
+    runtime.register("global_market", {}); // polled every 5 s
+    ws.last().open();
+    await flush();
+    const reads = http.count("/api/markets/status");
+    for (const path of Object.keys(routes)) routes[path] = () => ({ status: 503, body: { error: "gone" } });
+    await vi.advanceTimersByTimeAsync(1000);
+    ws.last().drop(1006);
+    await flush();
+    expect(http.count("/api/markets/status")).toBe(reads + 1); // not 4 s later at the next poll
+    expect(runtime.view("global_market", {})).toMatchObject({ stale: true, staleSince: Date.now() });
+    await vi.advanceTimersByTimeAsync(1000); // a server shutting down may have answered the first
+    expect(http.count("/api/markets/status")).toBe(reads + 2);
+    runtime.stop();
+  });
+
+  it("marks a WebSocket view stale since the drop, through reconnect attempts, until connected again", async () => {
+    const { runtime, ws } = setup();
+    runtime.start();
+    runtime.register("positions", { account: "DU1234" });
+    ws.last().open();
+    ws.last().receive(flagsMessage({ positions: flag("live", 2) }));
+    ws.last().receive(envelope("positions", "DU1234", 5, POSITIONS));
+    await flush();
+    const view = () => runtime.view("positions", { account: "DU1234" });
+    expect(view()).toMatchObject({ source: "websocket", stale: false, staleSince: null });
+
+    await vi.advanceTimersByTimeAsync(3000);
+    ws.last().drop(1006);
+    const dropped = Date.now();
+    expect(view()).toMatchObject({ stale: true, staleSince: dropped });
+    await vi.advanceTimersByTimeAsync(runtime.manager.nextReconnectDelay ?? 0);
+    expect(runtime.manager.getState()).toBe("connecting");
+    expect(view().staleSince).toBe(dropped);
+    ws.last().open();
+    expect(view()).toMatchObject({ stale: false, staleSince: null });
     runtime.stop();
   });
 });

@@ -22,6 +22,15 @@
  * Each `resume` names the last `seq` the page holds per stream, from the stream and from REST
  * alike (`resumeSince`).
  *
+ * Staleness (issue 15): a view is stale when what it shows may no longer be current, and says
+ * since when. A view rendered from WebSocket is stale while the socket is not connected (since
+ * the moment it stopped being connected); a view rendered from REST is stale once a refresh failed
+ * (since the first failure), until one succeeds. A 404 ("no data yet") is a current answer, not a
+ * failure. A WebSocket drop often means the backend went away, so every REST-polled view is read
+ * at once then, and again a second later (a server shutting down still answers on open
+ * connections for a moment), rather than at its next poll (up to 5 s later): its staleness shows
+ * within about a second.
+ *
  * A flag change re-plans every interest of that feature at once (a rollback starts polling on
  * the spot). Overlapping requests for one interest are folded into one.
  */
@@ -34,9 +43,12 @@ import type { StoredEnvelope } from "./feature-store";
 import { HttpError } from "./http";
 import { wsDebug } from "./log";
 import { WebSocketManager, streamUrl } from "./stream";
-import type { ManagerOptions, RefetchReason, ResumePoint } from "./stream";
+import type { ConnectionState, ManagerOptions, RefetchReason, ResumePoint } from "./stream";
 import { Subscribable } from "./subscribable";
 import { CutoverState, sourceOf } from "./websocket-cutover";
+
+/** After a WebSocket drop, REST-polled views are read at once and again this much later. */
+export const DROP_RECHECK_MS = 1000;
 
 export interface LiveOptions {
   api: Api;
@@ -69,11 +81,13 @@ export interface FeatureView {
   /** When the newest entry was received or confirmed. */
   updatedAt: number | null;
   /**
-   * Rendered from WebSocket while the socket is not connected: what is shown may be behind, and
-   * nothing reads REST for it meanwhile (a feature at complete never does). The resume on the
-   * next open brings it up to date.
+   * What is shown may not be current: rendered from WebSocket while the socket is not connected
+   * (nothing reads REST for it meanwhile, and a feature at complete never does; the resume on the
+   * next open brings it up to date), or rendered from REST after a failed refresh.
    */
   stale: boolean;
+  /** Since when the view is stale (ms since the epoch); null when it is current. */
+  staleSince: number | null;
   error: string | null;
 }
 
@@ -81,11 +95,18 @@ export class LiveRuntime {
   readonly manager: WebSocketManager;
   readonly cutover: CutoverState;
   readonly store: FeatureStore;
-  private readonly api: Api;
+  /** The backend's REST API this runtime reads (the dashboard's other pollers share it). */
+  readonly api: Api;
   private readonly onUnauthorized: (() => void) | undefined;
   private readonly interests = new Map<string, Interest>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly errors = new Map<string, string>();
+  /** Per interest: when its REST refresh first failed, until one succeeds. */
+  private readonly failedSince = new Map<string, number>();
+  /** When the socket stopped being connected (or the runtime started without it); null while connected. */
+  private disconnectedSince: number | null = null;
+  private recheck: ReturnType<typeof setTimeout> | null = null;
+  private readonly now: () => number;
   /** The newest envelope per (type, key) of features rendered from REST: shown only once they are not. */
   private readonly shadow = new Map<string, Envelope>();
   private readonly restRequests = {} as Record<Feature, number>;
@@ -97,6 +118,7 @@ export class LiveRuntime {
 
   constructor(options: LiveOptions) {
     this.api = options.api;
+    this.now = options.now ?? Date.now;
     this.onUnauthorized = options.onUnauthorized;
     this.cutover = new CutoverState(options.clientId);
     this.store = new FeatureStore(options.now);
@@ -119,6 +141,7 @@ export class LiveRuntime {
     if (this.running) return;
     this.running = true;
     this.unauthorized = false;
+    this.disconnectedSince = this.manager.getState() === "connected" ? null : this.now();
     const m = this.manager;
     this.unwire = [
       m.on("flags", (message) => this.cutover.apply(message.features)),
@@ -141,6 +164,7 @@ export class LiveRuntime {
       m.on("refetch", (feature, reason) => this.refetch(feature, reason)),
       m.on("state", (state) => {
         wsDebug("connection", state);
+        this.connectionChanged(state);
         this.changed();
       }),
       m.on("unauthorized", () => this.lostSession()),
@@ -180,6 +204,8 @@ export class LiveRuntime {
     for (const off of this.unwire) off();
     this.unwire = [];
     this.manager.stop();
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = null;
     for (const interest of this.interests.values()) stopTimer(interest);
   }
 
@@ -226,7 +252,8 @@ export class LiveRuntime {
       .then((envelopes) => {
         if (!this.running) return;
         for (const envelope of envelopes) this.store.apply(envelope, "rest");
-        if (this.errors.delete(id)) this.changed();
+        const recovered = this.failedSince.delete(id);
+        if (this.errors.delete(id) || recovered) this.changed();
       })
       .catch((error: unknown) => {
         if (!this.running) return;
@@ -240,6 +267,9 @@ export class LiveRuntime {
             : `REST request failed: ${error instanceof Error ? error.message : String(error)}`;
         wsDebug("rest", feature, message);
         this.errors.set(id, message);
+        // "No data yet" is the backend's current answer; anything else leaves what is shown behind.
+        if (error instanceof HttpError && error.status === 404) this.failedSince.delete(id);
+        else if (!this.failedSince.has(id)) this.failedSince.set(id, this.now());
         this.changed();
       })
       .finally(() => this.inFlight.delete(id));
@@ -271,6 +301,11 @@ export class LiveRuntime {
     }
   }
 
+  /** Since when the socket is not connected (ms since the epoch); null while it is. */
+  disconnectedAt(): number | null {
+    return this.manager.getState() === "connected" ? null : (this.disconnectedSince ?? this.now());
+  }
+
   /** REST requests made per feature since the page loaded (for the shadow monitor). */
   restRequestCounts(): Record<Feature, number> {
     return { ...this.restRequests };
@@ -293,8 +328,10 @@ export class LiveRuntime {
       seq = seq === null ? entry.envelope.seq : Math.max(seq, entry.envelope.seq);
       updatedAt = updatedAt === null ? entry.receivedAt : Math.max(updatedAt, entry.receivedAt);
     }
-    const interest = this.interests.get(interestKey(feature, params));
+    const id = interestKey(feature, params);
+    const interest = this.interests.get(id);
     const source = sourceOf(flag);
+    const staleSince = source === "websocket" ? this.disconnectedAt() : (this.failedSince.get(id) ?? null);
     return {
       feature,
       flag,
@@ -303,8 +340,9 @@ export class LiveRuntime {
       entries,
       seq,
       updatedAt,
-      stale: source === "websocket" && this.manager.getState() !== "connected",
-      error: this.errors.get(interestKey(feature, params)) ?? null,
+      stale: staleSince !== null,
+      staleSince,
+      error: this.errors.get(id) ?? null,
     };
   }
 
@@ -388,6 +426,30 @@ export class LiveRuntime {
       if (this.restAllowed(interest.feature)) void this.fetch(interest.feature, interest.params);
       else this.manager.resume();
     }
+  }
+
+  /**
+   * Note when the socket stopped being connected. On a drop, read every REST-polled view at once
+   * and again `DROP_RECHECK_MS` later: the backend may be gone, and its views should say so now.
+   */
+  private connectionChanged(state: ConnectionState): void {
+    if (state === "connected") {
+      this.disconnectedSince = null;
+      return;
+    }
+    if (this.disconnectedSince !== null) return;
+    this.disconnectedSince = this.now();
+    const readPolled = () => {
+      for (const interest of this.interests.values()) {
+        if (interest.timer !== null) void this.fetch(interest.feature, interest.params);
+      }
+    };
+    readPolled();
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = setTimeout(() => {
+      this.recheck = null;
+      if (this.running && this.manager.getState() !== "connected") readPolled();
+    }, DROP_RECHECK_MS);
   }
 
   private lostSession(): void {

@@ -189,11 +189,61 @@ export function market(code: string, isOpen: boolean) {
   };
 }
 
+/** One feature of `GET /api/ops/monitor` (the shared contract of issue 15), with no verdict, ramp or guard. */
+export function opsFeature(feature: Feature, overrides: Record<string, unknown> = {}) {
+  return {
+    feature,
+    stage: "shadow",
+    percent: 0,
+    version: 3,
+    updated_by: "cli:alice",
+    updated_at: "2026-11-24T10:00:00Z",
+    reason: "start shadowing",
+    allowed: ["live", "off"],
+    verdict: null,
+    ramp: null,
+    guard: null,
+    ...overrides,
+  };
+}
+
+/** A stored verdict as the monitor reports it. */
+export function opsVerdict(overrides: Record<string, unknown> = {}) {
+  return {
+    verdict: "PASS",
+    judged_at: "2026-11-24T10:00:00Z",
+    age_s: 12,
+    valid: true,
+    source: "live",
+    reasons: [],
+    paired: 1204,
+    mismatched: 0,
+    gaps: 0,
+    resyncs: 1,
+    duplicates: 0,
+    lag_ms: { mean: 12.4, max: 40 },
+    last_mismatch_path: null,
+    ...overrides,
+  };
+}
+
+/** The whole monitor answer: every feature in shadow without a verdict unless `features` says otherwise. */
+export function opsAnswer(operator = true, features: Partial<Record<Feature, Record<string, unknown>>> = {}) {
+  return {
+    server_time: new Date().toISOString(),
+    operator,
+    features: (["account_balance", "positions", "intraday", "global_market"] as const).map((f) =>
+      opsFeature(f, features[f] ?? {}),
+    ),
+  };
+}
+
 /** Routes for every feature's REST endpoint, answering with `seq` from `seqs` (mutable by tests). */
 export function backendRoutes(seqs: { balance: number; positions: number; bar: number; vwap: number; markets: number }) {
   const routes: Record<string, Route> = {
     "/api/session": () => ({ body: { authenticated: true, username: "alice", accounts: ["DU1234"] } }),
     "/api/cutover/flags": () => ({ body: { client: "test-client", features: {} } }),
+    "/api/ops/monitor": () => ({ body: opsAnswer() }),
     "/api/account/balance": () => ({ body: envelope("account_balance", "DU1234", seqs.balance, BALANCE) }),
     "/api/account/positions": () => ({ body: envelope("positions", "DU1234", seqs.positions, POSITIONS) }),
     "/api/markets/status": () => ({

@@ -130,7 +130,7 @@ def _setup(folder: Path, env: dict[str, str]) -> str:
     env = {**env, processes.MARK: "1"}
     manage(backend, env, log, "migrate", "--noinput")
     made = manage(backend, env, log, "thor_user", DEMO_USER, "--password", DEMO_PASSWORD, "--account", DEMO_ACCOUNT,
-                   "--token", "thorcut-scale")  # fmt: skip
+                   "--token", "thorcut-scale", "--operator")  # fmt: skip
     manage(backend, env, log, "thor_seed")
     return next((line.split()[1] for line in made.splitlines() if line.startswith("token ")), "")
 
