@@ -25,7 +25,16 @@ import typer
 
 from thorcut.cli.options import ConfigOpt, RedisUrlOpt, TimeoutOpt
 from thorcut.cli.output import err
-from thorcut.commands.parity import MAX_DURATION, MIN_DURATION, BackendOpt, HeaderOpt, UrlOpt, _check_numbers, _features
+from thorcut.commands.parity import (
+    MAX_DURATION,
+    MIN_DURATION,
+    BackendOpt,
+    HeaderOpt,
+    UrlOpt,
+    _check_numbers,
+    _features,
+    live_options,
+)
 from thorcut.errors import ParityFailed, ThorcutError, UsageError
 from thorcut.text import safe
 from thorcut.values import redact_url
@@ -120,21 +129,12 @@ def _guard(names: list[str], all_: bool, duration: float | None, url: str | None
     from thorcut.compare.shadow import ShadowJudge
     from thorcut.config import load_settings
     from thorcut.parity.guard import GUARDED, Guard
-    from thorcut.parity.live import LiveOptions
     from thorcut.redisconn import translated
-    from thorcut.wire.urls import auth_headers, rest_base, with_features, ws_url
 
     _check_duration(duration)
     settings = load_settings({"redis_url": redis_url, "timeout": timeout, "backend_url": backend_url}, config=config)
     names = _features(settings, names, all_, default_all=False)
-    opts = LiveOptions(
-        ws_url=with_features(ws_url(settings, url), names),
-        rest_base=rest_base(settings),
-        headers=auth_headers(settings, headers),
-        duration=duration,
-        rest_timeout=settings.timeout,
-        resume=settings.manifest.stream.resume,
-    )
+    opts = live_options(settings, names, url=url, headers=headers, duration=duration)
     session = open_session(redis_url, timeout, config)
     store = replace(session.store, operator=OPERATOR)
     show = Show(as_json, duration, f"{redact_url(opts.ws_url)} (REST {redact_url(opts.rest_base)})")

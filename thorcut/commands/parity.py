@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,6 +35,9 @@ from thorcut.errors import ParityFailed, Pending, RedisUnavailable, UsageError
 from thorcut.flags.stages import check_feature
 from thorcut.values import redact_url
 from thorcut.verdict import Verdict
+
+if TYPE_CHECKING:
+    from thorcut.parity.live import LiveOptions
 
 app = typer.Typer()
 
@@ -148,16 +151,15 @@ def _summary(reports: dict[str, FeatureReport]) -> str:
     return "; ".join(parts)
 
 
-def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | None, url: str | None,
-                headers: list[str] | None, record: Path | None, live_view: bool) -> Any:  # fmt: skip
-    from thorcut.parity.live import LiveOptions, run_live
-    from thorcut.parity.report import progress
+def live_options(settings: Settings, features: list[str], *, url: str | None, headers: list[str] | None,
+                 duration: float | None, record: Path | None = None) -> LiveOptions:  # fmt: skip
+    """The :class:`~thorcut.parity.live.LiveOptions` of a live run over ``features`` (diff, check,
+    guard, ramp): the stream URL asking for them, REST, auth headers, the manifest's resume."""
+    from thorcut.parity.live import LiveOptions
     from thorcut.wire.urls import auth_headers, rest_base, with_features, ws_url
 
-    if duration is None:  # the window runs from the first to the last event: leave it room
-        duration = max(s.thresholds.min_duration for s in judge.specs.values()) + WINDOW_MARGIN
-    opts = LiveOptions(
-        ws_url=with_features(ws_url(settings, url), list(judge.specs)),
+    return LiveOptions(
+        ws_url=with_features(ws_url(settings, url), features),
         rest_base=rest_base(settings),
         headers=auth_headers(settings, headers),
         duration=duration,
@@ -165,6 +167,16 @@ def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | Non
         rest_timeout=settings.timeout,
         resume=settings.manifest.stream.resume,
     )
+
+
+def _judge_live(settings: Settings, judge: ShadowJudge, *, duration: float | None, url: str | None,
+                headers: list[str] | None, record: Path | None, live_view: bool) -> Any:  # fmt: skip
+    from thorcut.parity.live import run_live
+    from thorcut.parity.report import progress
+
+    if duration is None:  # the window runs from the first to the last event: leave it room
+        duration = max(s.thresholds.min_duration for s in judge.specs.values()) + WINDOW_MARGIN
+    opts = live_options(settings, list(judge.specs), url=url, headers=headers, duration=duration, record=record)
     console = err()
     console.print(f"[dim]sampling {', '.join(judge.specs)} for {duration:g} s from "
                   f"{redact_url(opts.ws_url)} (REST {redact_url(opts.rest_base)})[/]", highlight=False)  # fmt: skip

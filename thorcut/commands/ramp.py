@@ -24,7 +24,7 @@ from rich.text import Text
 from thorcut.cli.options import ConfigOpt, ReasonOpt, RedisUrlOpt, TimeoutOpt
 from thorcut.cli.output import err, out, print_json
 from thorcut.cli.session import Session, open_session
-from thorcut.commands.parity import MAX_DURATION, MIN_DURATION, BackendOpt, HeaderOpt, UrlOpt
+from thorcut.commands.parity import MAX_DURATION, MIN_DURATION, BackendOpt, HeaderOpt, UrlOpt, live_options
 from thorcut.config import Settings, load_settings
 from thorcut.errors import ExitCode, ParityFailed, Pending, Refused, ThorcutError, UsageError
 from thorcut.flags.ramp import ACTIVE, RUNNING, Owner, RampState, RampStore, format_span, parse_hold, parse_steps
@@ -132,19 +132,10 @@ def _run(session: Session, settings: Settings, ramps: RampStore, feature: str, s
 
     from thorcut.clock import now_iso
     from thorcut.compare.shadow import ShadowJudge
-    from thorcut.parity.live import LiveOptions
     from thorcut.parity.ramp import INTERRUPTED_EXIT, Ramp
     from thorcut.redisconn import translated
-    from thorcut.wire.urls import auth_headers, rest_base, with_features, ws_url
 
-    opts = LiveOptions(
-        ws_url=with_features(ws_url(settings, url), [feature]),
-        rest_base=rest_base(settings),
-        headers=auth_headers(settings, header),
-        duration=None,
-        rest_timeout=settings.timeout,
-        resume=settings.manifest.stream.resume,
-    )
+    opts = live_options(settings, [feature], url=url, headers=header, duration=None)
     store = replace(session.store, operator=OPERATOR)
     owner = Owner.here()
     operator = session.settings.operator
