@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # version itself). A version this machine lacks fails the run, naming how to get it
 # (scripts/find_python.py): never a skip.
 EXTRA_PYTHONS  ?= 3.12 3.13
-PORTABLE_TESTS ?= tests/compare tests/flags tests/commands tests/parity tests/wire tests/backend tests/test_*.py
+PORTABLE_TESTS ?= tests/compare tests/flags tests/commands tests/parity tests/wire tests/backend tests/openfeature tests/test_*.py
 PORTABLE_ARGS  ?= -m 'not slow' --ignore=tests/e2e --ignore=tests/commands/test_dev.py --ignore=tests/test_wheel.py
 EXTRA_STAMPS   := $(foreach v,$(EXTRA_PYTHONS),.venv-$(v)/.installed)
 

@@ -1,7 +1,7 @@
 """The package's layers (docs/architecture.md): every import, local ones included, runs downward.
 
     cli, commands          the command line (one layer: the app mounts the commands, which share its options)
-    parity, dev            parity runs and their report; the demo stack
+    parity, dev, openfeature   parity runs and their report; the demo stack; the OpenFeature provider
     wire, compare, flags   independent of one another
     core                   manifest, config, values, verdict, clock, text, redisconn, redisurl, errors
 
@@ -22,7 +22,8 @@ import thorcut
 
 ROOT = Path(thorcut.__file__).parent
 CORE = {"manifest", "config", "values", "verdict", "clock", "text", "redisconn", "redisurl", "errors"}
-LAYER = {"cli": 3, "commands": 3, "parity": 2, "dev": 2, "wire": 1, "compare": 1, "flags": 1, **dict.fromkeys(CORE, 0)}
+LAYER = {"cli": 3, "commands": 3, "parity": 2, "dev": 2, "openfeature": 2, "wire": 1, "compare": 1, "flags": 1,
+         **dict.fromkeys(CORE, 0)}  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:

@@ -8,6 +8,7 @@ The layers, each importing only those below it (docs/architecture.md)::
 
     cli, commands          the command line (Typer + Rich)
     parity, dev            parity runs (live, replay, noise) and their report; the demo stack
+    openfeature            the OpenFeature provider (optional extra), on the flag watcher
     wire, compare, flags   stream/recording/URLs; the sans-I/O judge; the flag store
     manifest, config, values, verdict, clock, redisconn, errors    the core
 """

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of the REST API, served at ``/api/openapi.json``.
+"""The OpenAPI 3.1 description of the REST API, served at ``/api/openapi.json``, and the AsyncAPI
+3.0 description of the WebSocket stream built from it, served at ``/api/asyncapi.json``.
 
 One home for it: ``tests/backend/test_openapi.py`` validates real responses of a running backend
 against it and runs Schemathesis over every operation. What the code already says once is taken
@@ -493,6 +494,17 @@ def _paths() -> dict[str, Schema]:
             errors=(),
             security=PUBLIC,
         ),
+        "/api/asyncapi.json": _get(
+            "The AsyncAPI 3.0 description of the WebSocket stream `/ws/stream/` (no auth)",
+            _json(
+                {"type": "object", "required": ["asyncapi", "channels"]},
+                "AsyncAPI 3.0: each message type's envelope, `data` with the schemas of this description",
+            ),
+            operation_id="asyncapi",
+            tag="operations",
+            errors=(),
+            security=PUBLIC,
+        ),
         "/metrics": _get(
             "Prometheus metrics (no auth)",
             {"description": "the text exposition format", "content": {"text/plain": {"schema": STRING}}},
@@ -502,6 +514,29 @@ def _paths() -> dict[str, Schema]:
             security=PUBLIC,
         ),
     }
+
+
+def asyncapi() -> Schema:
+    """Return the AsyncAPI 3.0 document of ``/ws/stream/`` (a fresh copy: callers may change it).
+
+    thorcut writes it from its built-in manifest (the reference backend's features) with the ``data``
+    schemas read from :func:`description`, exactly as ``thorcut asyncapi --openapi`` does: the
+    ``DATA`` above describes REST and WebSocket payloads once. A ``flags`` message's entries are
+    ``Flag``s, as ``/api/cutover/flags`` answers them.
+    """
+    from thorcut.wire.asyncapi import from_openapi
+
+    rest = description()
+    doc, _ = from_openapi(
+        rest,
+        source="thor_trading.openapi",
+        components={"Flag": rest["components"]["schemas"]["Flag"]},
+        title="Thor reference backend: the WebSocket stream",
+        version=rest["info"]["version"],
+        stages=[s.value for s in Stage],
+        flag_schema=_ref("Flag"),
+    )
+    return doc
 
 
 def description() -> Schema:

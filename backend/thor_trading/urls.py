@@ -1,4 +1,5 @@
-"""The domain's REST routes under ``/api/``: each feature's endpoints (paths from the feature table), the session."""
+"""The domain's REST routes under ``/api/``: each feature's endpoints (paths from the feature table), the session,
+and the descriptions of the API (OpenAPI) and of the stream (AsyncAPI)."""
 
 from django.urls import URLPattern, path
 
@@ -27,4 +28,5 @@ urlpatterns = [
     path("session/login", views.login_view),
     path("session/logout", views.logout_view),
     path("openapi.json", views.openapi_json),
+    path("asyncapi.json", views.asyncapi_json),
 ]

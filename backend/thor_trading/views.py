@@ -1,4 +1,5 @@
-"""REST endpoints: every feature's envelope (same builders as the WebSocket), login, the API's description.
+"""REST endpoints: every feature's envelope (same builders as the WebSocket), login, the descriptions
+of the API (OpenAPI) and of the stream (AsyncAPI).
 
 Every answer is JSON, errors included (``{"error": …}``): a method a path does not take (405), an
 unknown ``/api/`` path (404), a failed CSRF check (403). ``thor_trading.openapi`` describes them all, and
@@ -7,6 +8,7 @@ the flags and health endpoints of ``global_markets.views`` too.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -179,6 +181,17 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 def openapi_json(request: HttpRequest) -> HttpResponse:
     """The OpenAPI 3.1 description of this API (no auth)."""
     return JsonResponse(openapi.description())
+
+
+@require_GET
+def asyncapi_json(request: HttpRequest) -> HttpResponse:
+    """The AsyncAPI 3.0 description of the WebSocket stream, its data schemas this API's (no auth)."""
+    return JsonResponse(_asyncapi())
+
+
+@functools.cache
+def _asyncapi() -> dict[str, Any]:
+    return openapi.asyncapi()  # the same for every request: built once, never changed after
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

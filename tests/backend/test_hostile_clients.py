@@ -181,6 +181,7 @@ async def hostile_client(server: Server, token: str, kind: int) -> int | None:
             await ws.wait_closed()
 
 
+@pytest.mark.slow
 def test_gauge_equals_open_sockets_after_1000_hostile_clients(
     server: Server, demo_users: dict[str, dict[str, str]]
 ) -> None:
@@ -283,6 +284,7 @@ def outage_lines(log: Path) -> tuple[list[str], list[str], list[str]]:
             [x for x in lines if "Traceback" in x or "Exception in ASGI" in x])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_redis_outage_logs_one_line_when_it_goes_and_one_when_it_heals(
     thor_env: dict[str, str], demo_users: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -280,6 +280,7 @@ def test_unknown_api_path_404_json(server: Server, url: str) -> None:
     assert set(resp.json()) == {"error"}
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_5xx_and_no_nonconformance(server: Server, token: str) -> None:
     """Every operation, positive and negative examples (25 each), as the demo user with a CSRF pair.
 

@@ -22,7 +22,16 @@ from thorcut.redisconn import Keys, connect
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """A deployment of its own, for a test that fails its primary over."""
     with sentinel_deployment(tmp_path) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """One deployment for the tests that leave its topology as they found it (a paused replica is
+    resumed); each test writes under a prefix of its own. Starting one takes about 5 s."""
+    with sentinel_deployment(tmp_path_factory.mktemp("sentinel")) as d:
         yield d
 
 
@@ -30,7 +39,8 @@ def _store(d: Deployment, prefix: str, **kw: object) -> FlagStore:
     return FlagStore(connect(d.url(), 3.0), Keys(prefix), DEFAULT_MANIFEST.names, operator="tester", **kw)  # type: ignore[arg-type]
 
 
-def test_a_change_is_on_the_replica_when_it_returns(deployment: Deployment, prefix: str) -> None:
+def test_a_change_is_on_the_replica_when_it_returns(shared: Deployment, prefix: str) -> None:
+    deployment = shared
     store = _store(deployment, prefix, wait_replicas=1, wait_timeout=2.0)
     try:
         replica = next(n for n in deployment.data if n.port != deployment.primary_port())
@@ -44,8 +54,9 @@ def test_a_change_is_on_the_replica_when_it_returns(deployment: Deployment, pref
 
 
 def test_a_change_no_replica_acknowledges_is_reported_not_replicated(
-    deployment: Deployment, prefix: str, run: Run, cli_env: dict[str, str]
+    shared: Deployment, prefix: str, run: Run, cli_env: dict[str, str]
 ) -> None:
+    deployment = shared
     replica = next(n for n in deployment.data if n.port != deployment.primary_port())
     os.kill(replica.process.pid, signal.SIGSTOP)  # alive, but acknowledges nothing
     try:
@@ -64,8 +75,9 @@ def test_a_change_no_replica_acknowledges_is_reported_not_replicated(
         os.kill(replica.process.pid, signal.SIGCONT)
 
 
-def test_wait_replicas_zero_reports_done_without_waiting(deployment: Deployment, prefix: str, run: Run,
+def test_wait_replicas_zero_reports_done_without_waiting(shared: Deployment, prefix: str, run: Run,
                                                          cli_env: dict[str, str]) -> None:  # fmt: skip
+    deployment = shared
     replica = next(n for n in deployment.data if n.port != deployment.primary_port())
     os.kill(replica.process.pid, signal.SIGSTOP)
     try:

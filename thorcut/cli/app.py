@@ -171,6 +171,7 @@ COMMANDS = {
     "backup": "backup",
     "restore": "backup",
     "tail": "tail",
+    "asyncapi": "asyncapi",
     "diff": "parity",
     "check": "parity",
     "guard": "guard",

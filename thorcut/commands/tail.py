@@ -7,7 +7,8 @@ import sys
 import time
 from contextlib import aclosing
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -16,12 +17,15 @@ from thorcut.cli.options import ConfigOpt, Seconds
 from thorcut.cli.output import reader_left
 from thorcut.commands.tail_view import Filter, TailView
 from thorcut.config import Settings, load_settings
-from thorcut.errors import ThorcutError
+from thorcut.errors import ExitCode, ThorcutError
 from thorcut.flags.stages import Stage, check_feature
 from thorcut.text import safe
 from thorcut.wire.recording import RecordingWriter
 from thorcut.wire.stream import Notice, StreamClient
 from thorcut.wire.urls import auth_headers, with_features, ws_url
+
+if TYPE_CHECKING:
+    from thorcut.wire.asyncapi.validate import FrameChecker
 
 app = typer.Typer()
 
@@ -120,6 +124,19 @@ HeaderOpt = Annotated[
     typer.Option("--header", "-H", show_default=False,
                  help="Handshake header 'Name: value' (repeatable; replaces THORCUT_TOKEN's bearer of that name)."),
 ]  # fmt: skip
+ValidateOpt = Annotated[
+    bool,
+    typer.Option("--validate",
+                 help="Check every shown frame against the stream's AsyncAPI document: --asyncapi, else the "
+                 "/api/asyncapi.json of the stream's host (http(s) of the WebSocket URL), else, when it has none, "
+                 "the one `thorcut asyncapi` generates from the manifest. Violations go to stderr (the first 20 in "
+                 "full), are counted per message type in the summary, and make the exit code 1."),
+]  # fmt: skip
+AsyncApiOpt = Annotated[
+    str | None,
+    typer.Option("--asyncapi", metavar="FILE|URL", show_default=False,
+                 help="The AsyncAPI 3 document --validate checks frames against (implies --validate)."),
+]  # fmt: skip
 HandshakeTimeoutOpt = Annotated[
     float | None,
     typer.Option("--timeout", parser=Seconds(minimum=0.01, allow_minimum=True), metavar="SECONDS",
@@ -139,6 +156,8 @@ def tail(
     url: UrlOpt = None,
     header: HeaderOpt = None,
     timeout: HandshakeTimeoutOpt = None,
+    validate: ValidateOpt = False,
+    asyncapi: AsyncApiOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Follow the WebSocket stream: one line per message with its seq, age and health.
@@ -147,9 +166,12 @@ def tail(
     --feature/--type/--key leaves them out (e.g. --type heartbeat); frames that are not JSON always
     show. Gaps, resyncs, duplicates and reconnections appear inline; after a reconnect the stream is
     resumed from the last seq seen (unless the manifest says [stream] resume = false). A summary
-    goes to stderr at the end.
-    Exit 0 at the end (--count, --duration, Ctrl-C), 4 if the server cannot be reached or rejects
-    the token.
+    goes to stderr at the end. --validate checks each shown frame against the stream's AsyncAPI
+    document and counts what breaks it (with --json: under "violation" in the frame's object, and a
+    last line {"validation": {...}}).
+    Exit 0 at the end (--count, --duration, Ctrl-C), 1 if --validate found a frame that breaks the
+    document, 2 for bad input (a --asyncapi document that cannot be read or used), 4 if the server
+    cannot be reached or rejects the token.
 
     Example: thorcut tail --feature positions --count 10
     """
@@ -163,8 +185,10 @@ def tail(
         feature_types=frozenset(t for f in wanted for t in settings.manifest.get(f).types) if wanted else None,
         key=key,
     )
+    wants = validate or asyncapi is not None
+    checker, against = _checker(settings, asyncapi, headers, target) if wants else (None, "")
     recorder = RecordingWriter(record, settings.manifest.to_dict()) if record is not None else None
-    view = TailView(settings, filt, as_json=as_json, recorder=recorder)
+    view = TailView(settings, filt, as_json=as_json, recorder=recorder, checker=checker, checked_against=against)
     resume = view.resume_since if settings.manifest.stream.resume else None
     client = StreamClient(target, headers, open_timeout=settings.timeout, resume=resume)
     try:
@@ -183,3 +207,38 @@ def tail(
     if view.broken:
         reader_left()
     view.summary()
+    if view.violations:
+        raise typer.Exit(int(ExitCode.PARITY_FAIL))  # a check ran and found differences
+
+
+def _checker(settings: Settings, source: str | None, headers: dict[str, str], stream: str) -> tuple[FrameChecker, str]:
+    """The checker of ``--validate`` and what it checks against: ``source``, else ``/api/asyncapi.json``
+    of the host that serves ``stream`` (the WebSocket URL, so ``--url`` and THORCUT_WS_URL are
+    followed), else (that host answers 404) the document generated from the manifest."""
+    from thorcut.commands.asyncapi import manifest_document
+    from thorcut.values import redact_url
+    from thorcut.wire.asyncapi.sources import is_url, read_document
+    from thorcut.wire.asyncapi.validate import FrameChecker
+
+    console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    if source is not None:
+        doc = read_document(source, what="the AsyncAPI document", option="--asyncapi", headers=headers,
+                            timeout=settings.timeout)  # fmt: skip
+        against = redact_url(source) if is_url(source) else source
+    else:
+        parts = urlsplit(stream)
+        url = urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, "/api/asyncapi.json", "", ""))
+        doc = read_document(url, what="the AsyncAPI document", option="--url / THORCUT_WS_URL", headers=headers,
+                            timeout=settings.timeout, missing_ok=True)  # fmt: skip
+        against = redact_url(url)
+        if doc is None:
+            console.print(safe(f"note: {against} answered 404: the backend serves no AsyncAPI document, so frames "
+                               "are checked against the one generated from the manifest (`thorcut asyncapi`), "
+                               "whose data is not described"), style="yellow")  # fmt: skip
+            doc, against = manifest_document(settings)[0], "the document generated from the manifest"
+    assert doc is not None
+    checker = FrameChecker(doc, source=against)
+    for note in checker.notes:
+        console.print(safe(f"note: {note}"), style="yellow")
+    console.print(safe(f"validating every shown frame against {against}"), style="dim")
+    return checker, against

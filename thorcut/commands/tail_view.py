@@ -4,7 +4,12 @@ its stream health (:class:`TailView`), or NDJSON; the recording it writes on the
 After a reconnect on which the stream was resumed, the server's ``resumed`` reply (and a
 ``healed`` one it sends unasked) is told on stderr and counted, never judged as an envelope; an
 ``error`` while the resume waits makes each stream start afresh (docs/contracts.md, "Resuming a
-stream")."""
+stream").
+
+With a :class:`~thorcut.wire.asyncapi.validate.FrameChecker` (``--validate``), every frame shown is
+checked against the stream's AsyncAPI document: a violation is told on stderr (the first
+:data:`VIOLATIONS_SHOWN` in full, then only counted), marked on its line (in its NDJSON object under
+``"violation"``), and counted per message type in the summary."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -30,6 +35,9 @@ from thorcut.wire.recording import RecordingWriter
 from thorcut.wire.stream import Frame, Notice
 from thorcut.wire.urls import describe_headers
 
+if TYPE_CHECKING:
+    from thorcut.wire.asyncapi.validate import FrameChecker, Violation
+
 _DEFAULT_LOCATORS = Locators()
 #: the warning shown on a message's line, by how it relates to its stream (none: nothing to say)
 _WARNINGS = {
@@ -41,6 +49,8 @@ _WARNINGS = {
     Event.OUT_OF_ORDER: "out of order #{seq}",
 }
 _RED = "gap"
+#: Violations told in full on stderr; the rest are counted in the summary.
+VIOLATIONS_SHOWN = 20
 _ENVELOPE = frozenset({"type", "feature", "key", "seq", "ts"})
 
 
@@ -133,7 +143,8 @@ def _age(ts: str | None, received: float) -> tuple[str, str]:
 class TailView:
     """Shows (or writes as NDJSON), records and counts the frames the filter lets through."""
 
-    def __init__(self, settings: Settings, filt: Filter, *, as_json: bool, recorder: RecordingWriter | None) -> None:
+    def __init__(self, settings: Settings, filt: Filter, *, as_json: bool, recorder: RecordingWriter | None,
+                 checker: FrameChecker | None = None, checked_against: str = "") -> None:  # fmt: skip
         self.filter = filt
         self.as_json = as_json
         self.recorder = recorder
@@ -152,6 +163,10 @@ class TailView:
         self._iso = _IsoClock()
         self._filtering = filt.active
         self._reconnected: str | None = None  # the recording's mark of the next recorded frame
+        self.checker = checker
+        self.checked_against = checked_against
+        self.checked = 0
+        self.violations: Counter[str] = Counter()  # frames that broke the document, per message type
 
     def resume_since(self) -> list[dict[str, Any]] | None:
         """The ``since`` of a resume: the last seq seen per stream of a manifest type (None: none)."""
@@ -163,7 +178,10 @@ class TailView:
         """Show, record and count one frame, unless the filter leaves it out."""
         at = self._iso(frame.received)
         if frame.error is not None:  # never filtered: there is nothing to filter on, and it is news
-            self._emit_raw(frame, at)
+            violation = None
+            if self.checker is not None:
+                violation = self._checked(self.checker.not_json(frame.error), "", None)
+            self._emit_raw(frame, at, violation)
             self.non_json += 1
             return
         msg = frame.msg
@@ -172,8 +190,14 @@ class TailView:
             if self._filtering:
                 self.filtered += 1
                 return
-            line = None if self.as_json else self._line(frame, Text("json", style="dim cyan"), summarize(msg))
-            self._emit_json(frame, at, line)
+            violation = self._check(msg, "", None)
+            line = None
+            if not self.as_json:
+                head = Text("json", style="dim cyan")
+                if violation is not None:
+                    head.append(f"  ✗ invalid: {violation.problems[0].path}", style="bold red")
+                line = self._line(frame, head, summarize(msg))
+            self._emit_json(frame, at, line, violation)
             self.types["(not an envelope)"] += 1
             return
         # A resume's answer is counted (and recorded, for the replay) whatever the filter shows.
@@ -197,16 +221,19 @@ class TailView:
             warning = _WARNINGS.get(event, "").format(seq=seq, skipped=skipped)
             if event is Event.RESENT and skipped:
                 warning += f" (resync: {skipped} skipped)"
+        violation = self._check(msg, key or "", seq)
         if self.as_json:
-            self._emit_json(frame, at, None)
+            self._emit_json(frame, at, None, violation)
             if warning:
                 self.err.print(safe(f"warning: {type_} {key or ''}: {warning}"), style="yellow")
         else:
-            self._emit_json(frame, at, self._envelope_line(frame, msg, loc, type_, key or "", seq, ts, warning))
+            invalid = "" if violation is None else violation.problems[0].path
+            line = self._envelope_line(frame, msg, loc, type_, key or "", seq, ts, warning, invalid)
+            self._emit_json(frame, at, line)
         self.types[type_] += 1
 
     def _envelope_line(self, frame: Frame, msg: dict[str, Any], loc: Locators, type_: str, key: str,
-                       seq: int | None, ts: str | None, warning: str) -> Text:  # fmt: skip
+                       seq: int | None, ts: str | None, warning: str, invalid: str = "") -> Text:  # fmt: skip
         shown_type, shown_key = safe(type_).plain, safe(key).plain
         self._widths = [max(self._widths[0], len(shown_type)), max(self._widths[1], len(shown_key))]
         head = Text.assemble(
@@ -218,7 +245,9 @@ class TailView:
         age, style = _age(ts, frame.received)
         if age:
             head.append(f"  {age}", style=style)
-        if warning:  # before the summary, so truncation never hides it
+        if invalid:  # before the summary, so truncation never hides it (nor the warning)
+            head.append(f"  ✗ invalid: {invalid}", style="bold red")
+        if warning:
             head.append(f"  ⚠ {warning}", style="bold red" if warning.startswith(_RED) else "bold yellow")
         body = path_get(msg, loc.body)
         if body is None:
@@ -234,24 +263,29 @@ class TailView:
             line.append_text(safe(summary))
         return line
 
-    def _emit_raw(self, frame: Frame, at: str) -> None:
+    def _emit_raw(self, frame: Frame, at: str, violation: Violation | None = None) -> None:
         if self.as_json:
             doc: dict[str, Any] = {"at": at, "raw": frame.text, "error": frame.error}
             if frame.binary:
                 doc["binary"] = True
+            if violation is not None:
+                doc["violation"] = violation.to_dict()
             self._write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
         else:
             label = Text(frame.error.split(":")[0] if frame.error else "", style="bold yellow")
             self._print(self._line(frame, label, frame.text))
         self._record(frame, at)
 
-    def _emit_json(self, frame: Frame, at: str, line: Text | None) -> None:
+    def _emit_json(self, frame: Frame, at: str, line: Text | None, violation: Violation | None = None) -> None:
         if line is None:
             text = frame.text
             if frame.binary or "\n" in text or "\r" in text:  # NDJSON: one line per frame
                 text = json.dumps(frame.msg, ensure_ascii=False, separators=(",", ":"))
+            extra = ""
+            if violation is not None:
+                extra = ',"violation":' + json.dumps(violation.to_dict(), ensure_ascii=False, separators=(",", ":"))
             # The frame's own text, not a re-encoding: exact numbers, the server's key order.
-            self._write(f'{{"at":"{at}","msg":{text.strip()}}}')
+            self._write(f'{{"at":"{at}","msg":{text.strip()}{extra}}}')
         else:
             self._print(line)
         self._record(frame, at)
@@ -279,6 +313,41 @@ class TailView:
             if not self.broken and self.on_broken is not None:
                 self.on_broken()
             self.broken = True
+
+    # -- validation (--validate) ---------------------------------------------------------------
+
+    def _check(self, msg: Any, key: str, seq: int | None) -> Violation | None:
+        if self.checker is None:
+            return None
+        return self._checked(self.checker.check(msg), key, seq)
+
+    def _checked(self, violation: Violation | None, key: str, seq: int | None) -> Violation | None:
+        """Count a checked frame (and its violation), and tell the first ones on stderr."""
+        self.checked += 1
+        if violation is None:
+            return None
+        self.violations[violation.type] += 1
+        told = sum(self.violations.values())
+        if told <= VIOLATIONS_SHOWN:
+            where = " ".join(filter(None, (violation.type, key, f"#{seq}" if seq is not None else "")))
+            more = violation.errors - len(violation.problems)
+            for problem in violation.problems:
+                self.err.print(safe(f"violation: {where}: {problem.path}: {problem.message}"), style="red")
+            if more > 0:
+                self.err.print(safe(f"violation: {where}: … and {more} more"), style="red")
+        if told == VIOLATIONS_SHOWN:
+            self.err.print(f"(the first {VIOLATIONS_SHOWN} violations are shown; the rest are counted in the summary)",
+                           style="red")  # fmt: skip
+        return violation
+
+    def validation(self) -> dict[str, Any]:
+        """What ``--validate`` found: the document, frames checked, violations in all and per type."""
+        return {
+            "document": self.checked_against,
+            "checked": self.checked,
+            "violations": sum(self.violations.values()),
+            "by_type": dict(self.violations.most_common()),
+        }
 
     def _record(self, frame: Frame, at: str) -> None:
         if self.recorder is None:
@@ -361,3 +430,14 @@ class TailView:
             lines.append(f"age at arrival: mean {mean}, max {most}")
         bad = totals.gaps or totals.duplicates or totals.out_of_order
         self.err.print(safe("\n".join(lines)), style="yellow" if bad else "dim")
+        if self.checker is None:
+            return
+        found = self.validation()
+        per_type = ", ".join(f"{t} {n}" for t, n in self.violations.most_common())
+        noun = "violation" if found["violations"] == 1 else "violations"
+        self.err.print(safe(f"validation against {self.checked_against}: {self.checked} frames checked, "
+                            f"{found['violations']} {noun}" + (f" ({per_type})" if per_type else "")),
+                       style="bold red" if found["violations"] else "green")  # fmt: skip
+        if self.as_json and not self.broken:  # the last NDJSON line; the loop that flushes has ended
+            sys.stdout.write(json.dumps({"validation": found}, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.flush()

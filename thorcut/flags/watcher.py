@@ -15,6 +15,9 @@ or replaced its data — that is a **reset**: it keeps every stage it knew, exce
 changed since in the new epoch (or whose stored stage is the one it holds), logs a warning,
 calls the reset listeners and shows the reset in :attr:`FlagWatcher.reset` until the store
 has the old epoch again (a restore) or every feature has been adopted in the new one.
+
+Status listeners hear every change of :attr:`FlagWatcher.connected` and :attr:`FlagWatcher.reset`
+(Redis lost and regained, a reset seen and over), for a process that reports its flags' health.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class StoreReset:
 
 
 ResetListener = Callable[[StoreReset], None]
+#: ``listener(connected, reset)``: the watcher's :attr:`~FlagWatcher.connected` and
+#: :attr:`~FlagWatcher.reset` after one of them changed.
+StatusListener = Callable[[bool, StoreReset | None], None]
 
 
 class FlagWatcher:
@@ -97,6 +103,7 @@ class FlagWatcher:
     ``on_change(feature, flag)`` is called from the watcher thread after each applied change
     (and after a resync that changed something); keep it quick or hand the work off.
     ``on_reset(reset)`` is called from the same thread when a reset of the store is detected.
+    Status listeners (:meth:`add_status_listener`) are called from it too.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class FlagWatcher:
         self.reset: StoreReset | None = None
         self.resets_detected = 0
         self._reset_listeners: list[ResetListener] = [on_reset] if on_reset else []
+        self._status_listeners: list[StatusListener] = []
 
     # -- reading: no I/O -------------------------------------------------------------------
 
@@ -161,6 +169,13 @@ class FlagWatcher:
 
     def add_reset_listener(self, listener: ResetListener) -> None:
         self._reset_listeners.append(listener)
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener(connected, reset)`` from the watcher thread each time :attr:`connected`
+        or :attr:`reset` changes: Redis lost (``False``) or reached again after a read of the full
+        state (``True``), a reset seen, replaced by another, or over (``None``). A first attempt
+        that fails changes nothing (a watcher starts disconnected)."""
+        self._status_listeners.append(listener)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -196,7 +211,8 @@ class FlagWatcher:
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 if self.connected:
                     log.warning("flag watcher lost Redis (%s); keeping the last known stages", type(exc).__name__)
-                self.connected = False
+                    self.connected = False
+                    self._status_changed()
             finally:
                 if self._pubsub is not None:
                     with contextlib.suppress(redis.RedisError, OSError):
@@ -225,7 +241,9 @@ class FlagWatcher:
         connection.register_connect_callback(self._on_remade)
         try:
             self._resync(client)
-            self.connected = True
+            if not self.connected:
+                self.connected = True
+                self._status_changed()
             renew_every = self._ttl / 3
             next_renew = time.monotonic() + renew_every
             while not self._stop.is_set():
@@ -285,6 +303,7 @@ class FlagWatcher:
 
     def _note_reset(self, store: str, has_data: bool, kept: tuple[str, ...]) -> None:
         """Set :attr:`reset` after a read; log and tell the listeners when it is a new one."""
+        before = self.reset
         if self.epoch != store:
             reset: StoreReset | None = StoreReset(self.epoch or None, store or None, kept)
         elif not store and has_data:
@@ -303,6 +322,15 @@ class FlagWatcher:
         elif reset is None and self.reset is not None:
             log.warning("the flag store is whole again (epoch %s)", store or "none")
         self.reset = reset
+        if reset != before:
+            self._status_changed()
+
+    def _status_changed(self) -> None:
+        for listener in self._status_listeners:
+            try:
+                listener(self.connected, self.reset)
+            except Exception:  # a listener's bug must not stop flag updates
+                log.exception("flag status listener failed")
 
     def _on_message(self, client: redis.Redis, data: str) -> None:
         try:

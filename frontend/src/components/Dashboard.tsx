@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 
 import { DeskContext } from "../hooks/useDesk";
+import { FeatureFlagsProvider } from "../hooks/useFlags";
 import { LiveRuntimeContext, useConnectionState } from "../hooks/useWebSocket";
 import { Desk } from "../services/desk";
 import type { LiveRuntime } from "../services/live";
@@ -23,7 +24,8 @@ interface DashboardProps {
 
 /**
  * The page after login: one data runtime (WebSocket + REST) for the four panels and the monitor,
- * and the desk beside it (ops monitor poller, chart history, stream telemetry).
+ * its flags bound to OpenFeature's `thor` domain for the flag hooks, and the desk beside it (ops
+ * monitor poller, chart history, stream telemetry).
  */
 export function Dashboard({ username, accounts, createRuntime, onLogout, onSessionLost }: DashboardProps) {
   const lost = useRef(onSessionLost);
@@ -42,53 +44,55 @@ export function Dashboard({ username, accounts, createRuntime, onLogout, onSessi
 
   return (
     <LiveRuntimeContext.Provider value={runtime}>
-      <DeskContext.Provider value={desk}>
-        <div className="app">
-          <header className="topbar">
-            <h1>Thor</h1>
-            <SimClock />
-            <div className="topbar-right">
-              <ConnectionIndicator />
-              {accounts.length > 1 ? (
-                <span className="controls">
-                  <label htmlFor="account-select">Account</label>
-                  <select id="account-select" value={account} onChange={(e) => setAccount(e.target.value)}>
-                    {accounts.map((a) => (
-                      <option key={a} value={a}>
-                        {a}
-                      </option>
-                    ))}
-                  </select>
+      <FeatureFlagsProvider feed={runtime}>
+        <DeskContext.Provider value={desk}>
+          <div className="app">
+            <header className="topbar">
+              <h1>Thor</h1>
+              <SimClock />
+              <div className="topbar-right">
+                <ConnectionIndicator />
+                {accounts.length > 1 ? (
+                  <span className="controls">
+                    <label htmlFor="account-select">Account</label>
+                    <select id="account-select" value={account} onChange={(e) => setAccount(e.target.value)}>
+                      {accounts.map((a) => (
+                        <option key={a} value={a}>
+                          {a}
+                        </option>
+                      ))}
+                    </select>
+                  </span>
+                ) : account ? (
+                  <span className="subtle">{account}</span>
+                ) : null}
+                <span className="user">
+                  Signed in as <strong data-testid="username">{username}</strong>
                 </span>
-              ) : account ? (
-                <span className="subtle">{account}</span>
-              ) : null}
-              <span className="user">
-                Signed in as <strong data-testid="username">{username}</strong>
-              </span>
-              <button
-                type="button"
-                onClick={async () => {
-                  // Close the stream and let the last polls finish before the session ends.
-                  runtime.stop();
-                  desk.stop();
-                  await Promise.all([runtime.idle(), desk.idle()]);
-                  await onLogout();
-                }}
-              >
-                Log out
-              </button>
-            </div>
-          </header>
-          <main className="grid">
-            <AccountBalancePanel account={account} />
-            <PositionsPanel account={account} />
-            <IntradayPanel />
-            <GlobalMarketsPanel />
-            <WebSocketShadowMonitor />
-          </main>
-        </div>
-      </DeskContext.Provider>
+                <button
+                  type="button"
+                  onClick={async () => {
+                    // Close the stream and let the last polls finish before the session ends.
+                    runtime.stop();
+                    desk.stop();
+                    await Promise.all([runtime.idle(), desk.idle()]);
+                    await onLogout();
+                  }}
+                >
+                  Log out
+                </button>
+              </div>
+            </header>
+            <main className="grid">
+              <AccountBalancePanel account={account} />
+              <PositionsPanel account={account} />
+              <IntradayPanel />
+              <GlobalMarketsPanel />
+              <WebSocketShadowMonitor />
+            </main>
+          </div>
+        </DeskContext.Provider>
+      </FeatureFlagsProvider>
     </LiveRuntimeContext.Provider>
   );
 }

@@ -2,6 +2,7 @@ import { act, fireEvent, render, screen, within } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { DeskContext } from "../hooks/useDesk";
+import { FeatureFlagsProvider } from "../hooks/useFlags";
 import { LiveRuntimeContext } from "../hooks/useWebSocket";
 import { Desk } from "../services/desk";
 import { backendRoutes, bar, envelope, fakeRuntime, flag, flagsMessage, vwap } from "../test/fakes";
@@ -22,9 +23,11 @@ function setup() {
   desk.start();
   const { unmount } = render(
     <LiveRuntimeContext.Provider value={made.runtime}>
-      <DeskContext.Provider value={desk}>
-        <IntradayPanel />
-      </DeskContext.Provider>
+      <FeatureFlagsProvider feed={made.runtime}>
+        <DeskContext.Provider value={desk}>
+          <IntradayPanel />
+        </DeskContext.Provider>
+      </FeatureFlagsProvider>
     </LiveRuntimeContext.Provider>,
   );
   const chart = () => {

@@ -1,6 +1,7 @@
 import type { ReactNode } from "react";
 
 import { useNow } from "../hooks/useNow";
+import { useFeatureFlag } from "../hooks/useWebSocketAware";
 import type { FeatureView } from "../services/live";
 import { formatAge, formatClock } from "./format";
 import { SourceBadge } from "./SourceBadge";
@@ -22,25 +23,27 @@ interface PanelProps {
 }
 
 /**
- * A feature panel: heading, source badge, data, and the `seq` and age of what is shown. While
+ * A feature panel: heading, source badge, data, and the `seq` and age of what is shown. The
+ * badge (and `data-source`, `data-stage`) say what OpenFeature answers for the feature. While
  * the view is stale (socket down for a WebSocket-rendered feature, or a failed REST refresh) it
  * is dimmed, says since when, and carries `data-stale="true"`; the badge stops saying WebSocket.
  */
 export function Panel({ title, view, seq = view.seq, controls, ready, className, meta, children }: PanelProps) {
   const now = useNow(250);
-  const delivering = !(view.source === "websocket" && view.stale);
+  const flag = useFeatureFlag(view.feature);
+  const delivering = !(flag.source === "websocket" && view.stale);
   return (
     <section
       aria-label={title}
       className={className ? `panel ${className}` : "panel"}
-      data-source={view.source}
-      data-stage={view.flag.stage}
+      data-source={flag.source}
+      data-stage={flag.stage}
       data-stale={view.stale ? "true" : undefined}
     >
       <header className="panel-head">
         <h2>{title}</h2>
         {controls}
-        <SourceBadge source={view.source} stage={view.flag.stage} delivering={delivering} />
+        <SourceBadge source={flag.source} stage={flag.stage} delivering={delivering} />
       </header>
       <div className="panel-body">
         {ready ? children : <p className="placeholder">{view.error ?? "Waiting for data…"}</p>}

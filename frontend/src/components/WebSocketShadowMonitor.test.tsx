@@ -2,6 +2,7 @@ import { act, fireEvent, render, screen, within } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { DeskContext } from "../hooks/useDesk";
+import { FeatureFlagsProvider } from "../hooks/useFlags";
 import { LiveRuntimeContext } from "../hooks/useWebSocket";
 import { Desk } from "../services/desk";
 import {
@@ -28,12 +29,14 @@ function setup(edit: (routes: Record<string, Route>) => void = () => {}) {
   desk.start();
   render(
     <LiveRuntimeContext.Provider value={made.runtime}>
-      <DeskContext.Provider value={desk}>
-        <div className="app">
-          <AccountBalancePanel account="DU1234" />
-          <WebSocketShadowMonitor />
-        </div>
-      </DeskContext.Provider>
+      <FeatureFlagsProvider feed={made.runtime}>
+        <DeskContext.Provider value={desk}>
+          <div className="app">
+            <AccountBalancePanel account="DU1234" />
+            <WebSocketShadowMonitor />
+          </div>
+        </DeskContext.Provider>
+      </FeatureFlagsProvider>
     </LiveRuntimeContext.Provider>,
   );
   const stop = () => {
@@ -396,7 +399,8 @@ describe("Panel staleness", () => {
   it("at complete: WebSocket data is stale since the drop while the socket is down, never polled, and not once back", async () => {
     const { ws, http, stop } = setup();
     const panel = screen.getByRole("region", { name: "Account balance" });
-    act(() => {
+    // async: the first flags reach the badge when OpenFeature says READY, a microtask later.
+    await act(async () => {
       ws.last().open();
       ws.last().receive(flagsMessage({ account_balance: flag("complete", 4) }));
       ws.last().receive(resyncEnvelope("account_balance", "DU1234", 30, BALANCE));

@@ -1,15 +1,22 @@
-import { act, renderHook } from "@testing-library/react";
+import { OpenFeature } from "@openfeature/web-sdk";
+import type { Provider } from "@openfeature/web-sdk";
+import { act, render, renderHook, screen } from "@testing-library/react";
 import type { ReactNode } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
+import { Panel } from "../components/Panel";
 import type { LiveRuntime } from "../services/live";
+import { FLAG_DOMAIN } from "../services/openfeature";
 import { POSITIONS, backendRoutes, envelope, fakeRuntime, flag, flagsMessage, market } from "../test/fakes";
+import { FeatureFlagsProvider } from "./useFlags";
 import { LiveRuntimeContext, useConnectionState } from "./useWebSocket";
-import { badgeText, getDataSource, useFeatureData, useWebSocketEnabled } from "./useWebSocketAware";
+import { badgeText, getDataSource, useFeatureData, useFeatureFlag, useWebSocketEnabled } from "./useWebSocketAware";
 
 function wrapperFor(runtime: LiveRuntime) {
   return ({ children }: { children: ReactNode }) => (
-    <LiveRuntimeContext.Provider value={runtime}>{children}</LiveRuntimeContext.Provider>
+    <LiveRuntimeContext.Provider value={runtime}>
+      <FeatureFlagsProvider feed={runtime}>{children}</FeatureFlagsProvider>
+    </LiveRuntimeContext.Provider>
   );
 }
 
@@ -165,5 +172,79 @@ describe("badgeText / getDataSource", () => {
     expect(getDataSource("positions", flags)).toBe("rest");
     expect(getDataSource("intraday", flags)).toBe("websocket");
     expect(getDataSource("global_market", flags)).toBe("rest");
+  });
+});
+
+describe("the flag hooks ask OpenFeature", () => {
+  function Badge() {
+    return <Panel title="Account balance" view={useFeatureData("account_balance", { account: "DU1234" })} ready={false}>
+      {null}
+    </Panel>;
+  }
+
+  it("answer what the page's OpenFeature client answers, and its hooks see each evaluation", async () => {
+    const { runtime, ws, wrapper } = setup();
+    const seen: string[] = [];
+    OpenFeature.addHooks({
+      after: (context, details) => void seen.push(`${context.flagKey} ${context.flagValueType} ${String(details.value)}`),
+    });
+    const { result } = renderHook(() => [useFeatureFlag("intraday"), useWebSocketEnabled("intraday")] as const, {
+      wrapper,
+    });
+    await act(async () => {
+      ws.last().open();
+      ws.last().receive(flagsMessage({ intraday: { ...flag("live", 6, "websocket", 40), override: "true" } }));
+    });
+    expect(result.current).toEqual([
+      { stage: "live", percent: 40, version: 6, source: "websocket", override: "true" },
+      true,
+    ]);
+    expect(seen).toContain("intraday string live");
+    expect(seen).toContain("intraday boolean true");
+    OpenFeature.clearHooks();
+    runtime.stop();
+  });
+
+  it("a panel's badge follows a change that arrives through OpenFeature", async () => {
+    const { runtime, ws, wrapper } = setup();
+    render(<Badge />, { wrapper });
+    const badge = () => screen.getByTestId("source-badge").textContent;
+    expect(badge()).toBe("REST"); // before any flags: off, on REST, rendered at once
+    await act(async () => {
+      ws.last().open();
+      ws.last().receive(flagsMessage({ account_balance: flag("shadow", 1) }));
+    });
+    expect(badge()).toBe("REST (shadow)");
+    await act(async () => ws.last().receive(flagsMessage({ account_balance: flag("live", 2) })));
+    expect(badge()).toBe("WebSocket");
+
+    // The badge is OpenFeature's answer, not the runtime's: bind another provider to the domain.
+    const other: Provider = {
+      metadata: { name: "other" },
+      runsOn: "client",
+      resolveStringEvaluation: (key, value) => ({ value: key === "account_balance" ? "shadow" : value }),
+      resolveBooleanEvaluation: () => ({ value: false }),
+      resolveNumberEvaluation: (_key, value) => ({ value }),
+      resolveObjectEvaluation: (_key, value) => ({ value }),
+    };
+    await act(async () => OpenFeature.setProviderAndWait(FLAG_DOMAIN, other));
+    expect(runtime.cutover.stage("account_balance")).toBe("live");
+    expect(badge()).toBe("REST (shadow)");
+    runtime.stop();
+  });
+
+  it("unbind the page's provider when unmounted: the domain answers the callers' defaults", async () => {
+    const { runtime, ws, wrapper } = setup();
+    const { unmount } = renderHook(() => useWebSocketEnabled("positions"), { wrapper });
+    await act(async () => {
+      ws.last().open();
+      ws.last().receive(flagsMessage({ positions: flag("live", 2) }));
+    });
+    const client = OpenFeature.getClient(FLAG_DOMAIN);
+    expect(client.metadata.providerMetadata.name).toBe("thorcut");
+    expect(client.getBooleanValue("positions", false)).toBe(true);
+    unmount();
+    expect(client.getBooleanValue("positions", false)).toBe(false);
+    runtime.stop();
   });
 });

@@ -1,6 +1,9 @@
 /**
- * Feature-aware data hooks: each view asks for its feature and gets WebSocket data when the
- * feature's source for this client is `websocket`, REST polling otherwise (src/services/live.ts).
+ * Feature-aware hooks. The flag hooks (`useCutoverFlags`, `useFeatureFlag`,
+ * `useWebSocketEnabled`) ask OpenFeature, through the client of the page's domain
+ * (useFlags.tsx, src/services/openfeature.ts), never the runtime's private flag state. The data
+ * hook (`useFeatureData`) registers the view with the runtime, which gets WebSocket data when
+ * the feature's source for this client is `websocket` and polls REST otherwise (src/services/live.ts).
  */
 
 import { useEffect, useMemo, useSyncExternalStore } from "react";
@@ -9,6 +12,7 @@ import type { FeatureView } from "../services/live";
 import { sourceOf } from "../services/websocket-cutover";
 import { interestKey } from "../types";
 import type { DataSource, Feature, FeatureFlag, FeatureParams, FlagMap, Stage } from "../types";
+import { useOpenFeatureFlags } from "./useFlags";
 import { useLiveRuntime } from "./useWebSocket";
 
 /** Where this client renders `feature` from, given the flags (`complete` is always WebSocket). */
@@ -28,22 +32,23 @@ export function badgeText(source: DataSource, stage: Stage, delivering = true): 
   return stage === "shadow" ? "REST (shadow)" : "REST";
 }
 
-/** Every feature's flag; re-renders when any flag changes. */
+/**
+ * Every feature's flag as OpenFeature evaluates it (stage and its flagMetadata; `source` from the
+ * boolean flag); re-renders when an answer changes. `off` on REST until the provider is READY.
+ */
 export function useCutoverFlags(): FlagMap {
-  const runtime = useLiveRuntime();
-  return useSyncExternalStore(
-    (listener) => runtime.cutover.subscribe(listener),
-    () => runtime.cutover.snapshot(),
-  );
+  const flags = useOpenFeatureFlags();
+  return useSyncExternalStore(flags.subscribe, flags.snapshot);
 }
 
+/** One feature's flag, as OpenFeature evaluates it. */
 export function useFeatureFlag(feature: Feature): FeatureFlag {
   return useCutoverFlags()[feature];
 }
 
-/** Whether this client renders `feature` from WebSocket. */
+/** Whether this client renders `feature` from WebSocket: OpenFeature's boolean flag `feature`. */
 export function useWebSocketEnabled(feature: Feature): boolean {
-  return getDataSource(feature, useCutoverFlags()) === "websocket";
+  return useFeatureFlag(feature).source === "websocket";
 }
 
 /**

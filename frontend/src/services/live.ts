@@ -396,7 +396,13 @@ export class LiveRuntime {
         return;
       }
       // The `flags` message on connect carries the same answer; until then every feature is off.
-      wsDebug("flags request failed:", error instanceof Error ? error.message : String(error));
+      const message = error instanceof Error ? error.message : String(error);
+      wsDebug("flags request failed:", message);
+      this.cutover.readFailed(
+        error instanceof HttpError
+          ? `GET /api/cutover/flags answered ${error.status} (${message})`
+          : `GET /api/cutover/flags failed (${message})`,
+      );
     }
   }
 

@@ -87,8 +87,11 @@ export function getClientId(storage: Storage | null = localStorageOrNull(), gene
 export class CutoverState {
   private flags: FlagMap = defaultFlags();
   private readonly changes = new Subscribable<[changed: Feature[]]>();
+  private readonly reads = new Subscribable<[changed: Feature[]]>();
   /** Whether any flags were ever received (REST or WebSocket). */
   loaded = false;
+  /** Why reading the flags failed, while none were ever received; null otherwise. */
+  readError: string | null = null;
 
   constructor(readonly clientId: string) {}
 
@@ -129,19 +132,39 @@ export class CutoverState {
       changed.push(name);
     }
     this.loaded = true;
+    this.readError = null;
     if (changed.length) {
       this.flags = next;
       this.changes.notify(changed);
     }
+    this.reads.notify(changed);
     return changed;
   }
 
+  /** Reading the flags failed (`message` says why); kept only while none were ever received. */
+  readFailed(message: string): void {
+    if (this.loaded) return;
+    this.readError = message;
+    this.reads.notify([]);
+  }
+
+  /** Called on every flag change, with the features that changed. */
   subscribe(listener: (changed: Feature[]) => void): () => void {
     return this.changes.subscribe(listener);
   }
+
+  /**
+   * Called after every read, changed or not (`changed` may be empty: the first answer can equal
+   * the defaults), and after a failed read while none succeeded (`loaded` false, `readError`
+   * set): how the OpenFeature provider (openfeature.ts) learns that the flags are in.
+   */
+  subscribeReads(listener: (changed: Feature[]) => void): () => void {
+    return this.reads.subscribe(listener);
+  }
 }
 
-function sameFlag(a: FeatureFlag, b: FeatureFlag): boolean {
+/** Whether two flags say the same in every field. */
+export function sameFlag(a: FeatureFlag, b: FeatureFlag): boolean {
   return (
     a.stage === b.stage &&
     a.percent === b.percent &&
