@@ -73,6 +73,22 @@ class Keys:
         """Sorted set: worker id -> the Unix time its registration lapses (a TTL per member)."""
         return f"{self.base}:workers"
 
+    def rest(self, feature: str, minute: int) -> str:
+        """Hash: client label -> REST reads of ``feature``'s endpoints in that Unix minute
+        (``floor(unix seconds / 60)``), written by a backend; expires a day after the minute ends."""
+        return f"{self.base}:rest:{feature}:{minute}"
+
+    def rest_last(self, feature: str) -> str:
+        """Hash: client label -> the Unix time (seconds, decimal text) of its latest REST read of
+        ``feature``. Optional for a backend: without it readers are known to the minute."""
+        return f"{self.base}:rest:{feature}:last"
+
+    @property
+    def page_build(self) -> str:
+        """String: the build id of the page the backend serves now (optional), so old page builds
+        still reading REST are told from the current one."""
+        return f"{self.base}:page:build"
+
 
 def persistence(client: redis.Redis) -> tuple[bool | None, str]:
     """Return whether the server persists its data (AOF or RDB snapshots) and a one-line why.

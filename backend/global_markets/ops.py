@@ -1,8 +1,9 @@
 """The page's operations API (issue 15): the cutover at a glance, and stage changes for operators.
 
 ``GET /api/ops/monitor`` (anyone logged in) reads every feature's flag, stored verdict, ramp and
-guard from the documented Redis keys (docs/contracts.md, "Redis keys") in one round trip, with the
-moves the stage machine allows from each stage and whether the caller may make them.
+guard, and who read its REST endpoints in the last 5 minutes, from the documented Redis keys
+(docs/contracts.md, "Redis keys") in one round trip, with the moves the stage machine allows from
+each stage and whether the caller may make them.
 ``POST /api/ops/stage`` (operators only: ``thor_trading.operate_cutover``) changes one feature
 through thorcut's flag store: the same atomic, gated, audited change as the command line's (a
 valid PASS verdict, or ``force`` with a reason, lets a feature go live), with ``web:<username>``
@@ -54,6 +55,7 @@ from thorcut.flags import (
     allowed,
     gate,
     parse_redis_url,
+    restreads,
 )
 
 #: Seconds a Redis call may take before the answer is 503 (a change that waits for replicas is
@@ -210,22 +212,55 @@ def feature_view(name: str, raw: Mapping[str, Mapping[str, str]], now: datetime,
     }
 
 
+def _hash(reply: Any) -> Any:
+    """A pipeline reply of the monitor's own keys: an error (a key of another type) is raised, as
+    before the pipeline stopped raising for the REST-reads keys, which read as empty."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+#: The monitor lists at most this many readers of a feature, biggest first.
+MAX_READERS = 20
+
+
+def rest_view(reads: restreads.RestReads) -> dict[str, Any]:
+    """A feature's REST reads for the monitor, read as ``thorcut status`` reads them
+    (``thorcut.flags.restreads``): reads per minute over the last 5 minutes (the current one
+    partial) and the biggest readers (``last_seen`` the end of a reader's latest minute where the
+    backend kept no ``last``)."""
+    readers = sorted(reads.readers, key=lambda r: (-r.reads, r.label))[:MAX_READERS]
+    return {
+        "rest_reads_per_min": reads.per_minute,
+        "rest_readers": [
+            {"label": r.label, "count": r.reads, "last_seen": iso(datetime.fromtimestamp(r.last_seen, UTC))}
+            for r in readers
+        ],
+    }
+
+
 def monitor_document(store: FlagStore, *, operator: bool) -> dict[str, Any]:
     """The monitor's answer: every feature read in one round trip. Raises redis-py's errors."""
     kinds: tuple[tuple[str, Callable[[str], str]], ...] = (
         ("flag", store.keys.flag), ("parity", store.keys.parity), ("ramp", store.keys.ramp),
         ("guard", store.keys.guard),
     )  # fmt: skip
+    now = datetime.now(UTC)
+    windows = [restreads.Window.status(name, now.timestamp()) for name in store.features]
     pipe = store.client.pipeline(transaction=False)
-    for name in store.features:
+    for name, window in zip(store.features, windows, strict=True):
         for _, key in kinds:
             pipe.hgetall(key(name))
-    raw = pipe.execute()
-    now = datetime.now(UTC)
+        restreads.queue(pipe, store.keys, window)
+    raw = pipe.execute(raise_on_error=False)  # a REST-reads key of another type reads as empty
     rows = []
-    for i, name in enumerate(store.features):
-        hashes = {kind: raw[i * len(kinds) + j] for j, (kind, _) in enumerate(kinds)}
-        rows.append(feature_view(name, hashes, now, store.validity))
+    base = 0
+    for name, window in zip(store.features, windows, strict=True):
+        hashes = {kind: _hash(raw[base + j]) for j, (kind, _) in enumerate(kinds)}
+        base += len(kinds)
+        reads = restreads.collect(window, raw[base : base + window.replies])
+        base += window.replies
+        rows.append({**feature_view(name, hashes, now, store.validity), **rest_view(reads)})
     # The market clock runs this many times faster than the wall clock (THOR_SIM_SPEED): the page says so.
     speed = sim_step(1.0).total_seconds()
     return {"server_time": iso(now), "operator": operator, "features": rows, "sim_speed": speed}

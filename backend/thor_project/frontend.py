@@ -7,6 +7,10 @@ cached for a year; everything else (``index.html`` above all, which names the cu
 build, every page path answers 503 saying how to make one. ``/api/``, ``/ws/`` and ``/metrics``
 never reach this view (``urls.py``).
 
+The build also writes ``build.json``, ``{"build": "<id>"}``: the id the page sends with every REST
+call (``X-Thor-Client: page/<id>``). :func:`build_id` reads it, for ``{prefix}:page:build``
+(``thor_trading.rest_reads``), so that thorcut tells the page served now from older ones still open.
+
 A small async view rather than WhiteNoise: WhiteNoise is WSGI-only (evansd/whitenoise#179), its
 middleware is sync-only, so under uvicorn it would make Django run the whole middleware chain of
 every REST request through a thread hop, and its file responses are sync iterators that Django's
@@ -17,6 +21,8 @@ ASGI handler buffers with a warning (evansd/whitenoise#531). It also has no SPA 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import mimetypes
 from pathlib import Path
 
@@ -24,6 +30,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
 from django.utils.cache import get_conditional_response
 from django.utils.http import http_date, quote_etag
+
+from thor_trading.rest_reads import well_formed
+
+log = logging.getLogger("thor_project.frontend")
 
 NOT_BUILT = (
     "The Thor page is not built: run `npm ci && npm run build` in frontend/ (or `thorcut dev up`, which builds it).\n"
@@ -53,6 +63,37 @@ TEXT = ("text/", "application/json", "application/manifest+json", "image/svg+xml
 def dist_dir() -> Path:
     """The build folder: setting ``THOR_FRONTEND_DIST`` (env), default ``<repo>/frontend/dist``."""
     return Path(settings.THOR_FRONTEND_DIST)
+
+
+def build_id() -> str | None:
+    """The build id in the build's ``build.json``, or None (no build, or one without an id).
+
+    A file that is there but does not hold a usable id (``page/<id>`` must be a label: 1 to 64
+    characters of ``A-Za-z0-9._:/@+-``) is read as no id, and logged (once per process and problem).
+    """
+    path = dist_dir() / "build.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        _warn_once(f"cannot read the page's build id from {path} ({exc}): no page build is published")
+        return None
+    build = data.get("build") if isinstance(data, dict) else None
+    if not (isinstance(build, str) and well_formed(f"page/{build}")):
+        _warn_once(f'{path} does not hold {{"build": "<id>"}} with an id of 1 to 59 characters of '
+                   "A-Za-z0-9._:/@+-: no page build is published")  # fmt: skip
+        return None
+    return build
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def _file_in(root: Path, url_path: str) -> Path | None:

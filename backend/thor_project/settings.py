@@ -8,6 +8,11 @@ THOR_FRONTEND_DIST (the built page served at ``/``; default ``<repo>/frontend/di
 THOR_ALLOWED_ORIGINS (browser origins, ``scheme://host:port``, that may open a WebSocket besides
 the server's own; default: the dev front end and ``dev up``'s port).
 
+Counting REST reads (docs/contracts.md, "Retiring REST"; ``thor_trading.rest_reads``):
+THOR_REST_COUNTING (1: count each feature's REST reads per client in Redis; 0: off, no keys),
+THOR_REST_COUNT_FLUSH (seconds between writes of a process's counts to Redis, 1.0; more than 0,
+at most 60).
+
 Resuming a stream (docs/contracts.md, "Resuming a stream"): THOR_HISTORY_SIZE (envelopes kept per
 stream, 100), THOR_HISTORY_TTL (seconds a stream's history outlives its last message, 120),
 THOR_RESUME_REPLAY_MAX (most envelopes one stream replays; more missing answer with a resync, 50),
@@ -47,6 +52,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from thorcut.flags import parse_redis_url
 
@@ -55,6 +61,28 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 def env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def env_switch(name: str, default: bool) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off; anything else stops the process naming it."""
+    raw = env(name, "1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: use 1 (on) or 0 (off)")
+
+
+def env_seconds(name: str, default: float, *, most: float) -> float:
+    """Seconds from a variable: a number more than 0 and at most ``most``; else stop naming it."""
+    raw = env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= most:  # also NaN and infinity
+        raise ImproperlyConfigured(f"{name}={raw!r}: give seconds, more than 0 and at most {most:g}")
+    return value
 
 
 SECRET_KEY = env("THOR_SECRET_KEY", "thor-dev-only-not-secret")
@@ -73,6 +101,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that requests refused before their view (CSRF, 405) are counted too.
+    "thor_trading.rest_reads.count_rest_reads",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -126,6 +156,8 @@ THOR_HISTORY_TTL = int(env("THOR_HISTORY_TTL", "120"))
 THOR_RESUME_REPLAY_MAX = int(env("THOR_RESUME_REPLAY_MAX", "50"))
 THOR_LAYER_PROBE = float(env("THOR_LAYER_PROBE", "0.25"))
 THOR_LAYER_PROBE_TIMEOUT = float(env("THOR_LAYER_PROBE_TIMEOUT", "1.0"))
+THOR_REST_COUNTING = env_switch("THOR_REST_COUNTING", True)
+THOR_REST_COUNT_FLUSH = env_seconds("THOR_REST_COUNT_FLUSH", 1.0, most=60.0)
 THOR_FRONTEND_DIST = env("THOR_FRONTEND_DIST", str(BASE_DIR.parent / "frontend" / "dist"))
 THOR_ALLOWED_ORIGINS = [o.strip() for o in env(
     "THOR_ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173,http://localhost:8000,http://127.0.0.1:8000"

@@ -9,11 +9,17 @@ from django.contrib.auth.models import AnonymousUser
 from thor_trading.models import ApiToken
 
 
-def user_for_token(token: str) -> Any:
-    """Return the user owning ``token``, or None."""
+def api_token(token: str) -> ApiToken | None:
+    """Return the stored token ``token`` is (with its user), or None."""
     if not token:
         return None
-    row = ApiToken.objects.select_related("user").filter(digest=ApiToken.hash(token)).first()
+    row: ApiToken | None = ApiToken.objects.select_related("user").filter(digest=ApiToken.hash(token)).first()
+    return row
+
+
+def user_for_token(token: str) -> Any:
+    """Return the user owning ``token``, or None."""
+    row = api_token(token)
     return row.user if row and row.user.is_active else None
 
 
@@ -25,9 +31,15 @@ def bearer(headers: dict[str, str] | Any) -> str:
 
 
 def request_user(request: Any) -> Any:
-    """Return the authenticated user of a Django request, or None."""
+    """Return the authenticated user of a Django request, or None.
+
+    A bearer token's name is left on the request as ``thor_token_name`` (None for a token that
+    is not stored): the label its REST reads are counted under (``thor_trading.rest_reads``).
+    """
     token = bearer(request.META)
     if token:
-        return user_for_token(token)
+        row = api_token(token)
+        request.thor_token_name = row.name if row else None
+        return row.user if row and row.user.is_active else None
     user = getattr(request, "user", AnonymousUser())
     return user if user.is_authenticated else None

@@ -116,6 +116,30 @@ OPS: dict[str, Schema] = {
             "verdict": {"oneOf": [{"type": "null"}, _ref("OpsVerdict")]},
             "ramp": {"oneOf": [{"type": "null"}, _ref("OpsRamp")]},
             "guard": {"oneOf": [{"type": "null"}, _ref("OpsGuard")]},
+            "rest_reads_per_min": {
+                "type": "number",
+                "minimum": 0,
+                "description": "REST reads of the feature's endpoints per minute, last 5 minutes (the current "
+                "one partial): the sum of its `{prefix}:rest:<feature>:<minute>` hashes / 5",
+            },
+            "rest_readers": {
+                "type": "array",
+                "maxItems": 20,
+                "items": _ref("OpsRestReader"),
+                "description": "who read them in the last 5 minutes, biggest first (at most 20)",
+            },
+        }
+    ),
+    "OpsRestReader": _object(
+        {
+            "label": {
+                "type": "string",
+                "description": "`page/<build>`, another `X-Thor-Client` value, `token/<name>`, `anonymous`, "
+                "or `other` (labels past a minute's 100th); `last_seen` is its latest read (the end of its "
+                "latest minute where the backend kept no time)",
+            },
+            "count": COUNT,
+            "last_seen": TIME,
         }
     ),
     "OpsMonitor": _object(
@@ -382,6 +406,18 @@ def _key_parameter(feature: Feature, endpoint: Endpoint) -> Schema:
     return {"name": feature.key, "in": "path", "required": True, "description": KEYS[feature.key], "schema": STRING}
 
 
+#: ``X-Thor-Client``: who reads, for counting REST reads (``thor_trading.rest_reads``).
+CLIENT_HEADER: Schema = {
+    "name": "X-Thor-Client",
+    "in": "header",
+    "required": False,
+    "description": "who reads, for counting the feature's REST reads per client (`page/<build>` from the page; "
+    "a script may name itself). Any other value is ignored: the read is counted under `token/<name>` of "
+    "the bearer token, else `anonymous`",
+    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@+\-]{1,64}$"},
+}
+
+
 def _feature_paths() -> dict[str, Schema]:
     """Each feature endpoint of the feature table, at its path (the key named as in the URL router)."""
     answers = {  # endpoints that answer more than their envelope
@@ -398,7 +434,7 @@ def _feature_paths() -> dict[str, Schema]:
             ok = answers.get(type_) or _json(_ref(envelope_component(type_)), f"the `{type_}` envelope")
             path = endpoint.route.replace("{key}", "{" + feature.key + "}")
             out[path] = _get(summary, ok, operation_id=operation_id, tag=feature.name, errors=("401", "404"),
-                             parameters=[_key_parameter(feature, endpoint)])  # fmt: skip
+                             parameters=[_key_parameter(feature, endpoint), CLIENT_HEADER])  # fmt: skip
     return out
 
 

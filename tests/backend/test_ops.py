@@ -152,6 +152,7 @@ def test_monitor_of_a_fresh_store_every_feature_off(ops: FlagStore, users: dict[
     assert row(doc, "positions") == {
         "feature": "positions", "stage": "off", "percent": 0, "version": 0, "updated_at": None, "updated_by": None,
         "reason": None, "allowed": ["shadow"], "verdict": None, "ramp": None, "guard": None,
+        "rest_reads_per_min": 0.0, "rest_readers": [],
     }  # fmt: skip
     conforms(resp, "/api/ops/monitor", "get")
     assert monitor(bearer(users["demo"])).json()["operator"] is True

@@ -68,6 +68,7 @@ def checkout(tmp_path: Path) -> Path:
     touch(folder / "index.html", T - 40)
     touch(folder / "vite.config.ts", T - 40)
     touch(folder / "tsconfig.json", T - 40)
+    touch(folder / "page-build.mjs", T - 40)  # works out the build id the page sends
     touch(folder / "src" / "main.tsx", T - 30)
     touch(folder / "src" / "panels" / "Balance.tsx", T - 30)
     touch(folder / "public" / "favicon.svg", T - 30)
@@ -81,7 +82,8 @@ def checkout(tmp_path: Path) -> Path:
 def test_scan_reads_every_input_and_nothing_else(checkout: Path) -> None:
     found = scan(checkout)
     assert set(found.inputs) == {"package.json", "package-lock.json", "index.html", "vite.config.ts", "tsconfig.json",
-                                 "src/main.tsx", "src/panels/Balance.tsx", "public/favicon.svg"}  # fmt: skip
+                                 "page-build.mjs", "src/main.tsx", "src/panels/Balance.tsx",
+                                 "public/favicon.svg"}  # fmt: skip
     assert found.index == T
     assert found.node_modules == T - 45
     assert found.lock == T - 50

@@ -176,6 +176,7 @@ COMMANDS = {
     "check": "parity",
     "guard": "guard",
     "ramp": "ramp",
+    "retire": "retire",
     "dev": "dev",
 }
 

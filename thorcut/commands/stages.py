@@ -3,24 +3,30 @@
 They are siblings: each declares only what is its own (the target stage, ``enable``'s ``--percent``,
 ``rollback``'s ``--all``) and takes the shared option groups of :mod:`thorcut.cli.options`
 whole; one implementation (:func:`_change`, then :func:`_report`) changes the store, waits for
-the workers (:func:`thorcut.flags.acks.wait_for_acks`) and prints.
+the workers (:func:`thorcut.flags.acks.wait_for_acks`) and prints. ``complete`` also warns of
+clients that still read the feature's REST endpoints and that it does not switch
+(:func:`_warn_rest_readers`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from thorcut.cli.options import CHANGE_OPTIONS, STORE_OPTIONS, with_options
 from thorcut.cli.output import err, out, print_json
-from thorcut.cli.session import open_session
+from thorcut.cli.session import Session, open_session
 from thorcut.errors import UsageError, WaitTimedOut
 from thorcut.flags.acks import AckWait, wait_for_acks
 from thorcut.flags.stages import Stage, check_feature
 from thorcut.flags.store import FlagStore, Outcome
 from thorcut.text import safe
+
+if TYPE_CHECKING:
+    from thorcut.flags.restreads import Reader
 
 app = typer.Typer()
 
@@ -57,8 +63,10 @@ def _change(
     redis_url: str | None,
     timeout: float | None,
     config: Path | None,
+    then: Callable[[Session, Outcome], None] | None = None,
 ) -> None:
-    """The one implementation behind the single-feature commands: move ``feature`` to ``to``."""
+    """The one implementation behind the single-feature commands: move ``feature`` to ``to``, and
+    call ``then`` once the change is made (before waiting for the workers)."""
     session = open_session(redis_url, timeout, config)
     check_feature(feature, session.settings.features)
     outcome = session.store.change(
@@ -71,6 +79,8 @@ def _change(
         dry_run=dry_run,
         rollback=rollback,
     )
+    if then is not None:
+        then(session, outcome)
     _report([outcome], session.store, wait, as_json)
 
 
@@ -190,9 +200,59 @@ def off(feature: FeatureArg, force: ResetForceOpt = False, **options: Any) -> No
 def complete(feature: FeatureArg, force: ResetForceOpt = False, **options: Any) -> None:
     """Retire a feature's REST polling in every client (live → complete).
 
+    Warns on stderr (it never refuses) when the feature's REST endpoints were read in the last
+    5 minutes by clients this does not switch: page builds older than the one served now, and
+    scripts or services. `thorcut retire` says when the endpoints can be deleted.
+
     Example: thorcut complete account_balance --reason "a week live at 100%"
     """
-    _change(feature, Stage.COMPLETE, force=force, **options)
+    _change(feature, Stage.COMPLETE, force=force, then=_warn_rest_readers, **options)
+
+
+def _warn_rest_readers(session: Session, outcome: Outcome) -> None:
+    """Warn on stderr of clients that read the feature's REST endpoints in the last 5 minutes and
+    that ``complete`` does not move to WebSocket: page builds older than the one served now (the
+    current build switches on the ``flags`` push) and every client that is not a page. Never
+    changes the outcome or the exit code: the change is made, and an unreadable count must not
+    look like a failed change."""
+    from thorcut.flags.restreads import WARN_WINDOW_S, read_retirement
+
+    feature = outcome.after.feature
+    try:
+        retirement = read_retirement(session.client, session.keys, feature, WARN_WINDOW_S)
+    except Exception as exc:  # advisory only (see the docstring)
+        err().print(safe(f"Note: could not read who still reads {feature}'s REST endpoints ({exc})."), soft_wrap=True)
+        return
+    found = retirement.unswitched()
+    if not found:
+        return
+    console = err()
+    console.print(
+        safe(f"Warning: {feature}'s REST endpoints were read in the last 5 min by clients that complete does "
+             "not switch to WebSocket:"), style="yellow", soft_wrap=True)  # fmt: skip
+    groups = (
+        ("old page builds still open", found.old_pages),
+        (f"page builds (the current build is unknown: {session.keys.page_build} is not set)", found.pages),
+        ("scripts or services that poll REST", found.clients),
+    )
+    for what, readers in groups:
+        if readers:
+            console.print(safe(f"  {what}: {_readers(readers, retirement.reads.window.now)}"), soft_wrap=True)
+    console.print(
+        safe(f"Run `thorcut retire {feature}` before deleting the endpoint: it exits 0 once nobody reads it."),
+        soft_wrap=True,
+    )
+
+
+def _readers(readers: tuple[Reader, ...], now: float, limit: int = 10) -> str:
+    from thorcut.flags.restreads import short
+
+    shown = [
+        f"{short(r.label)} ({r.reads} read{'s' if r.reads != 1 else ''}, last {r.describe_seen(now)})"
+        for r in readers[:limit]
+    ]
+    more = len(readers) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 #: ``rollback --all`` moves several features at once: there is no one version to expect.

@@ -1,5 +1,5 @@
-"""``thorcut status``: every feature's stage, where clients read from, parity and last change, and
-the ramp or guard at work on it."""
+"""``thorcut status``: every feature's stage, where clients read from, parity and last change, the
+ramp or guard at work on it, and how often its REST endpoints are still read."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from thorcut.cli.output import err, out, print_json
 from thorcut.cli.session import Session, open_session
 from thorcut.config import Settings
 from thorcut.flags.epoch import StoreEpoch
+from thorcut.flags.restreads import RestReads, Window, collect, queue
 from thorcut.flags.rollout import bad_override, env_override, reads_from
 from thorcut.flags.stages import Stage
 from thorcut.flags.state import FlagState
@@ -58,6 +59,8 @@ class Snapshot:
     ramps: dict[str, RampState | None] = field(default_factory=dict)
     #: each feature's guard (``{prefix}:guard:<feature>``), None where no guard runs
     guards: dict[str, GuardPresence | None] = field(default_factory=dict)
+    #: each feature's REST reads in the last minutes (``{prefix}:rest:<feature>:…``)
+    rest: dict[str, RestReads] = field(default_factory=dict)
 
     def overrides(self, feature: str) -> dict[str, Any]:
         """Return where an env override of ``feature`` is in force: workers, and this shell."""
@@ -77,7 +80,16 @@ class Snapshot:
         now = self.read_at.timestamp()
         ramps = {n: (r.effective_status(now), r.index, r.why, r.next_due) for n, r in self.ramps.items() if r}
         guards = {n: (g.host, g.pid, g.since) for n, g in self.guards.items() if g}
-        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch, ramps, guards)
+        rest = {n: (r.total, [(x.label, x.reads) for x in r.readers]) for n, r in self.rest.items()}
+        return (self.flags, parity, sorted(self.workers), self.worker_overrides, self.epoch, ramps, guards, rest)
+
+    def rest_text(self, feature: str) -> Text:
+        """REST reads per minute and how many clients made them: ``12.4 · 3 clients``."""
+        reads = self.rest.get(feature)
+        if reads is None or not reads.readers:
+            return Text("0", style="dim")
+        n = len(reads.readers)
+        return Text(f"{reads.per_minute:g} · {n} client{'s' if n != 1 else ''}", style="yellow")
 
     def ramp_text(self, feature: str, now: datetime) -> Text | None:
         """The feature's ramp in one line ("ramping 25 % → 50 % in 3m 10s"), None without one."""
@@ -105,6 +117,9 @@ class Snapshot:
             row["ramp"] = ramp.to_dict(self.read_at.timestamp()) if ramp is not None else None
             guard = self.guards.get(name)
             row["guard"] = guard.to_dict(self.read_at) if guard is not None else None
+            reads = self.rest.get(name)
+            row["rest_reads_per_min"] = reads.per_minute if reads is not None else 0
+            row["rest_readers"] = [r.to_dict(reads.window.now) for r in reads.readers] if reads is not None else []
             rows.append(row)
         return {
             "redis": redact_url(self.settings.redis_url),
@@ -143,6 +158,11 @@ class Snapshot:
         table.add_column("last change", ratio=2)
         table.add_column("parity", ratio=1)
         table.add_column("stream", ratio=1)
+        # Like the ramp and guard columns, shown only when it has something to say: the table as it
+        # was still fits 80 columns once every feature's REST endpoints have stopped being read.
+        reading = any(r.readers for r in self.rest.values())
+        if reading:
+            table.add_column("REST reads/min\n(last 5 min)", ratio=1)
         ramping = any(self.ramps.values())
         if ramping:
             table.add_column("ramp", ratio=2)
@@ -181,15 +201,16 @@ class Snapshot:
             guard = safe(presence.describe(now)) if presence is not None else None
             if guard is not None:
                 guard.stylize("cyan")
+            rest = self.rest_text(name) if reading else None
             cells: list[str | Text] = [name, stage, reads, str(state.version), change, verdict, stream]
-            extra = [(ramping, ramp), (guarded, guard)]
+            extra = [(reading, rest), (ramping, ramp), (guarded, guard)]
             table.add_row(*cells, *(value or Text("—", style="dim") for shown, value in extra if shown))
             block = Text(name, style="bold")
             block.append("  ")
             block.append_text(stage)
             block.append(f" · clients read {reads} · version {state.version}")
-            rows = (("last change", change), ("parity", verdict), ("stream", stream), ("ramp", ramp),
-                    ("guard", guard))  # fmt: skip
+            rows = (("last change", change), ("parity", verdict), ("stream", stream),
+                    ("REST reads/min (last 5 min)", rest), ("ramp", ramp), ("guard", guard))  # fmt: skip
             for label, value in rows:
                 if value is not None:
                     block.append(f"\n  {label}: ")
@@ -217,7 +238,7 @@ class Snapshot:
 def read_snapshot(session: Session) -> Snapshot:
     store = session.store
     flags = store.read_all()
-    parity, ramps, guards = _parity_ramps_guards(session)
+    parity, ramps, guards, rest = _stored_extras(session)
     return Snapshot(
         session.settings,
         flags,
@@ -228,14 +249,15 @@ def read_snapshot(session: Session) -> Snapshot:
         store.epoch(),
         ramps=ramps,
         guards=guards,
+        rest=rest,
     )
 
 
-def _parity_ramps_guards(
+def _stored_extras(
     session: Session,
-) -> tuple[dict[str, ParityRecord], dict[str, RampState | None], dict[str, GuardPresence | None]]:
-    """Every feature's verdict, ramp and guard, in one round trip. The ramp and guard modules are
-    imported only when some feature has one, so that ``status`` starts no slower for them."""
+) -> tuple[dict[str, ParityRecord], dict[str, RampState | None], dict[str, GuardPresence | None], dict[str, RestReads]]:
+    """Every feature's verdict, ramp, guard and REST reads, in one round trip. The ramp and guard
+    modules are imported only when some feature has one, so that ``status`` starts no slower for them."""
     names, keys = session.settings.features, session.keys
     pipe = session.client.pipeline(transaction=False)
     for name in names:
@@ -244,8 +266,20 @@ def _parity_ramps_guards(
         pipe.hgetall(keys.ramp(name))
     for name in names:
         pipe.hgetall(keys.guard(name))
-    raw = pipe.execute()
+    now = time.time()
+    windows = [Window.status(name, now) for name in names]
+    for window in windows:
+        queue(pipe, keys, window)
+    # Without raise_on_error a REST count key of the wrong type reads as empty; the others still raise.
+    raw = pipe.execute(raise_on_error=False)
     n = len(names)
+    for reply in raw[: 3 * n]:
+        if isinstance(reply, Exception):
+            raise reply
+    rest, at = {}, 3 * n
+    for window in windows:
+        rest[window.feature] = collect(window, raw[at : at + window.replies])
+        at += window.replies
     parity = {name: ParityRecord.from_hash(d) for name, d in zip(names, raw[:n], strict=True)}
     ramps: dict[str, RampState | None] = dict.fromkeys(names)
     if any(raw[n : 2 * n]):
@@ -253,11 +287,11 @@ def _parity_ramps_guards(
 
         ramps = {name: RampState.from_hash(name, d) for name, d in zip(names, raw[n : 2 * n], strict=True)}
     guards: dict[str, GuardPresence | None] = dict.fromkeys(names)
-    if any(raw[2 * n :]):
+    if any(raw[2 * n : 3 * n]):
         from thorcut.flags.presence import GuardPresence
 
-        guards = {name: GuardPresence.from_hash(name, d) for name, d in zip(names, raw[2 * n :], strict=True)}
-    return parity, ramps, guards
+        guards = {name: GuardPresence.from_hash(name, d) for name, d in zip(names, raw[2 * n : 3 * n], strict=True)}
+    return parity, ramps, guards, rest
 
 
 #: How often ``status --watch`` re-reads everything, whatever the notifications say: verdicts,
@@ -278,7 +312,7 @@ def status(
     timeout: TimeoutOpt = None,
     config: ConfigOpt = None,
 ) -> None:  # fmt: skip
-    """Show each feature's stage, where clients read from, parity verdict and last change.
+    """Show each feature's stage, where clients read from, parity verdict, last change and REST reads.
 
     Example: thorcut status --json
     """

@@ -20,7 +20,7 @@ from thorcut.errors import ThorcutError, UsageError
 #: Files and folders (relative to ``frontend/``) whose change makes the build stale. Beyond the
 #: sources: ``public/`` is copied into the build, and ``tsconfig*.json`` steers its type check.
 INPUTS = ("src", "public", "index.html", "package.json", "package-lock.json")
-INPUT_GLOBS = ("vite.config.*", "tsconfig*.json")
+INPUT_GLOBS = ("vite.config.*", "tsconfig*.json", "page-build.*")
 BUILD_TIMEOUT = 900.0
 
 

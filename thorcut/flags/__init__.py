@@ -14,7 +14,9 @@ acknowledgements (:mod:`.acks`), ramps (:mod:`.ramp`) and who guards a feature (
 A backend that shows and changes stages itself (the reference backend's operations API) also
 reads the stored verdicts and their gate (:class:`ParityRecord`, :func:`gate`), ramps
 (:class:`RampState`) and guards (:class:`GuardPresence`), and tells the errors of a change apart
-(:class:`ThorcutError` and its :class:`UsageError`, :class:`Refused` and :class:`Unreachable`).
+(:class:`ThorcutError` and its :class:`UsageError`, :class:`Refused` and :class:`Unreachable`),
+and who still reads each feature's REST endpoints (:mod:`.restreads`, imported as a module:
+``from thorcut.flags import restreads``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 import type { ReactNode } from "react";
 
-import type { OpsFeature } from "../services/ops";
+import type { OpsFeature, OpsRestReader } from "../services/ops";
 import type { Sample } from "../services/series";
 import type { Feature, Stage } from "../types";
 import { formatDuration, formatInteger, formatMs, formatRate, formatTime } from "./format";
@@ -30,10 +30,19 @@ function moveWords(feature: Feature, from: Stage, to: Stage): [word: string, nam
   return [to, `Move ${feature} to ${to}`];
 }
 
+/** "page/abc: 40 · token/ci: 12" (at most `shown` readers, then how many more), for a title. */
+export function readersText(readers: readonly OpsRestReader[], shown = 8): string {
+  if (!readers.length) return "no REST reads in the last 5 minutes";
+  const named = readers.slice(0, shown).map((r) => `${r.label}: ${formatInteger(r.count)}`);
+  const more = readers.length > shown ? ` · ${readers.length - shown} more` : "";
+  return `REST reads, last 5 min — ${named.join(" · ")}${more}`;
+}
+
 /**
  * One feature of the shadow monitor: its stage, the stored parity verdict (age, reason,
- * counts, lag, last mismatching path), a ramp or guard in progress, the page's own view of the
- * stream (messages/s and freshness lag, last 5 minutes), and for operators the allowed moves.
+ * counts, lag, last mismatching path), who still reads its REST endpoints (reads/min over the
+ * last 5 minutes, the readers in the title), a ramp or guard in progress, the page's own view of
+ * the stream (messages/s and freshness lag, last 5 minutes), and for operators the allowed moves.
  */
 export function ParityRow({ feature, ops, sinceAnswerS, rate, lag, from, to, operator, onMove }: ParityRowProps) {
   const v = ops?.verdict ?? null;
@@ -51,6 +60,8 @@ export function ParityRow({ feature, ops, sinceAnswerS, rate, lag, from, to, ope
   const guard = ops?.guard
     ? `guarded by ${ops.guard.host}:${ops.guard.pid ?? "?"}${ops.guard.since ? ` since ${formatTime(ops.guard.since)}` : ""}`
     : "—";
+  const restRate = ops?.rest_reads_per_min ?? null;
+  const readers = ops ? readersText(ops.rest_readers) : "—";
   const latestRate = rate[rate.length - 1]?.v ?? null;
   // Messages come about once a second, sampled once a second: the newest lag of the last 5 s, so
   // the figure does not blink to "—" on every second that happened to get none.
@@ -101,6 +112,9 @@ export function ParityRow({ feature, ops, sinceAnswerS, rate, lag, from, to, ope
           </Metric>
         </dl>
         <dl className="parity-metrics">
+          <Metric term="REST reads/min" title={readers} testId="rest-reads">
+            {restRate === null ? "—" : formatRate(restRate)}
+          </Metric>
           <Metric term="Mismatch at" title={v?.last_mismatch_path ?? "—"}>
             <code data-testid="last-mismatch">{v?.last_mismatch_path ?? "—"}</code>
           </Metric>

@@ -171,6 +171,31 @@ describe("WebSocketShadowMonitor parity at a glance", () => {
     stop();
   });
 
+  it("shows each feature's REST reads per minute, with who read them in the title", async () => {
+    const readers = [
+      { label: "page/0ld0ld0ld0ld", count: 41, last_seen: "2026-11-24T10:00:00.000Z" },
+      { label: "token/nightly", count: 9, last_seen: "2026-11-24T09:59:00.000Z" },
+    ];
+    const { stop } = setup((routes) => {
+      routes["/api/ops/monitor"] = () => ({
+        body: opsAnswer(false, {
+          positions: { rest_reads_per_min: 10, rest_readers: readers },
+          intraday: { rest_reads_per_min: 0.2, rest_readers: readers.slice(1) },
+          global_market: { rest_reads_per_min: null, rest_readers: null },
+        }),
+      });
+    });
+    await flush();
+    expect(metric("positions", "REST reads/min")).toBe("10.0");
+    const cell = within(row("positions")).getByTestId("rest-reads");
+    expect(cell.title).toBe("REST reads, last 5 min — page/0ld0ld0ld0ld: 41 · token/nightly: 9");
+    expect(inRow("intraday", "rest-reads")).toBe("0.2");
+    expect(inRow("account_balance", "rest-reads")).toBe("0.0");
+    expect(within(row("account_balance")).getByTestId("rest-reads").title).toBe("no REST reads in the last 5 minutes");
+    expect(inRow("global_market", "rest-reads")).toBe("—"); // a backend that does not count them
+    stop();
+  });
+
   it("draws the rate and lag sparklines per feature from what the page receives", async () => {
     const { ws, stop } = setup();
     act(() => ws.last().open());

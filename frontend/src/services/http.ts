@@ -1,4 +1,15 @@
-/** Same-origin JSON over fetch with the session cookie and Django's CSRF header. */
+/**
+ * Same-origin JSON over fetch with the session cookie and Django's CSRF header, and on every call
+ * `X-Thor-Client: page/<build>`: the backend counts each feature's REST reads by client, so that
+ * thorcut tells this build's reads from those of older bundles still open in some tab before an
+ * endpoint is retired (docs/contracts.md, "Retiring REST").
+ */
+
+/** This page's build id (THOR_PAGE_BUILD at build time, else a hash of the page's sources). */
+export const PAGE_BUILD: string = __THOR_PAGE_BUILD__;
+/** Who this page is to the backend's count of REST reads. */
+export const PAGE_CLIENT = `page/${PAGE_BUILD}`;
+export const CLIENT_HEADER = "X-Thor-Client";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -29,16 +40,20 @@ export interface HttpOptions {
   fetch?: FetchLike;
   /** Where cookies are read from (the CSRF token); default `document.cookie`. */
   cookies?: () => string;
+  /** The `X-Thor-Client` value; default `page/<build>`. */
+  client?: string;
 }
 
 export class Http {
   private readonly fetchImpl: FetchLike;
   private readonly cookies: () => string;
+  private readonly client: string;
 
   constructor(options: HttpOptions = {}) {
     // Look `fetch` up at call time, not at construction, so a page-level stub still applies.
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
     this.cookies = options.cookies ?? (() => (typeof document === "undefined" ? "" : document.cookie));
+    this.client = options.client ?? PAGE_CLIENT;
   }
 
   /** GET `path` and return its JSON; raises HttpError on a non-2xx status. */
@@ -61,7 +76,11 @@ export class Http {
     const response = await this.fetchImpl(path, {
       ...init,
       credentials: "same-origin",
-      headers: { Accept: "application/json", ...(init.headers as Record<string, string> | undefined) },
+      headers: {
+        Accept: "application/json",
+        [CLIENT_HEADER]: this.client,
+        ...(init.headers as Record<string, string> | undefined),
+      },
     });
     const text = await response.text();
     let body: unknown = null;

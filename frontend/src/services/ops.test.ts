@@ -50,6 +50,27 @@ describe("parseMonitor", () => {
     ).toBeNull();
     expect(() => parseMonitor({ error: "x" })).toThrow(/no features/);
   });
+
+  it("keeps each feature's REST reads per minute and its readers, dropping readers of another shape", () => {
+    const readers = [
+      { label: "page/0123456789ab", count: 40, last_seen: "2026-11-24T10:00:00.000Z" },
+      { label: "token/ci", count: 12, last_seen: null },
+      { label: 7, count: 1, last_seen: null },
+      { label: "anonymous", count: "3", last_seen: null },
+      "other",
+    ];
+    const parsed = parseMonitor(opsAnswer(false, { intraday: { rest_reads_per_min: 10.4, rest_readers: readers } }));
+    const intraday = parsed.features.find((f) => f.feature === "intraday");
+    expect(intraday?.rest_reads_per_min).toBe(10.4);
+    expect(intraday?.rest_readers).toEqual([
+      { label: "page/0123456789ab", count: 40, last_seen: "2026-11-24T10:00:00.000Z" },
+      { label: "token/ci", count: 12, last_seen: null },
+    ]);
+    // A backend that does not count REST reads: no figure, no readers (the page shows "—").
+    const older = parseMonitor({ features: [{ feature: "positions", stage: "shadow" }] }).features[0];
+    expect(older?.rest_reads_per_min).toBeNull();
+    expect(older?.rest_readers).toEqual([]);
+  });
 });
 
 describe("OpsMonitor", () => {

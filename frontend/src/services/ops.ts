@@ -1,7 +1,9 @@
 /**
  * The operations side of the page: `GET /api/ops/monitor` (each feature's stage, stored parity
  * verdict, ramp and guard; and whether this user may change stages) polled every 2 s, and `POST
- * /api/ops/stage` (a stage change through thorcut's flag store, operators only). The shapes are
+ * /api/ops/stage` (a stage change through thorcut's flag store, operators only). With each
+ * feature come its REST reads per minute over the last 5 minutes and who read (the backend's
+ * counts in Redis, as `thorcut status` and `thorcut retire` read them). The shapes are
  * the shared contract of issue 15; the parsers accept what the contract says and drop the rest,
  * so a backend a version ahead or behind degrades to "—" instead of breaking the page.
  */
@@ -52,6 +54,15 @@ export interface OpsGuard {
   age_s: number | null;
 }
 
+/** One client that read a feature's REST endpoints in the last 5 minutes. */
+export interface OpsRestReader {
+  /** `page/<build>`, another `X-Thor-Client` value, `token/<name>`, `anonymous` or `other`. */
+  label: string;
+  count: number;
+  /** Its latest read (ISO); to the minute where the backend kept no exact time. */
+  last_seen: string | null;
+}
+
 export interface OpsFeature {
   feature: Feature;
   stage: Stage;
@@ -65,6 +76,10 @@ export interface OpsFeature {
   verdict: OpsVerdict | null;
   ramp: OpsRamp | null;
   guard: OpsGuard | null;
+  /** REST reads per minute, last 5 minutes; null when the backend does not report them. */
+  rest_reads_per_min: number | null;
+  /** Who read them, biggest first. */
+  rest_readers: OpsRestReader[];
 }
 
 export interface OpsMonitorAnswer {
@@ -149,6 +164,18 @@ function parseGuard(raw: unknown): OpsGuard | null {
   return { host: g.host, pid: num(g.pid), since: str(g.since), age_s: num(g.age_s) };
 }
 
+function parseReaders(raw: unknown): OpsRestReader[] {
+  if (!Array.isArray(raw)) return [];
+  const readers: OpsRestReader[] = [];
+  for (const item of raw) {
+    const r = obj(item);
+    const count = num(r?.count);
+    if (!r || typeof r.label !== "string" || count === null) continue;
+    readers.push({ label: r.label, count, last_seen: str(r.last_seen) });
+  }
+  return readers;
+}
+
 function parseFeature(raw: unknown): OpsFeature | null {
   const f = obj(raw);
   if (!f || !isFeature(f.feature) || !isStage(f.stage)) return null;
@@ -164,6 +191,8 @@ function parseFeature(raw: unknown): OpsFeature | null {
     verdict: parseVerdict(f.verdict),
     ramp: parseRamp(f.ramp),
     guard: parseGuard(f.guard),
+    rest_reads_per_min: num(f.rest_reads_per_min),
+    rest_readers: parseReaders(f.rest_readers),
   };
 }
 

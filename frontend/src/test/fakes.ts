@@ -203,6 +203,8 @@ export function opsFeature(feature: Feature, overrides: Record<string, unknown> 
     verdict: null,
     ramp: null,
     guard: null,
+    rest_reads_per_min: 0,
+    rest_readers: [],
     ...overrides,
   };
 }
