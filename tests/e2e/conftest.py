@@ -198,6 +198,19 @@ _AXE_RUN = """async () => {
 }"""
 
 
+def log_in(page: Any, url: str, username: str = "demo", password: str = "demo-pass") -> None:
+    """Log in through the page's form and wait until its WebSocket is connected."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/")
+    form = page.locator('form[aria-label="Log in"]')
+    expect(form).to_be_visible(timeout=10_000)
+    form.get_by_label("Username").fill(username)
+    form.get_by_label("Password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=15_000)
+
+
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Run axe-core on the page as it is now; return its serious and critical violations.
 

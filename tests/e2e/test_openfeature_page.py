@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import VIEWPORT, Stack
+from tests.e2e.conftest import VIEWPORT, Stack, log_in
 from tests.e2e.test_frontend import Console, panel, thorcut
 from thorcut.flags.store import FlagStore
 
@@ -63,13 +63,7 @@ def test_the_pages_openfeature_client_follows_thorcut_enable_and_disable(
     console.attach(page)
     badge = panel(page, "Positions").get_by_test_id("source-badge")
     try:
-        page.goto(f"{stack.server.url}/")
-        form = page.locator('form[aria-label="Log in"]')
-        expect(form).to_be_visible(timeout=10_000)
-        form.get_by_label("Username").fill("demo")
-        form.get_by_label("Password").fill("demo-pass")
-        form.get_by_role("button", name="Log in").click()
-        expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=15_000)
+        log_in(page, stack.server.url)
 
         shadow = ask(page, "positions", stage="shadow")
         version = flags.read("positions").version

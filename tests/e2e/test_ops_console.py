@@ -38,7 +38,7 @@ import pytest
 import redis
 
 from tests.backend_fixtures import BACKEND, start_server, stop_process
-from tests.e2e.conftest import Stack, axe_violations, wait_for_data
+from tests.e2e.conftest import Stack, axe_violations, log_in, wait_for_data
 from tests.e2e.test_frontend import PANELS, Console, panel, wait_seq_increases
 from thorcut.flags.stages import Stage
 from thorcut.flags.store import FlagStore
@@ -186,18 +186,6 @@ def verdicts(ops: Ops) -> dict[str, Any]:
     assert features["account_balance"]["verdict"] == "PASS", features["account_balance"]
     assert features["positions"]["verdict"] == "FAIL", features["positions"]
     return features
-
-
-def log_in(page: Any, url: str, username: str, password: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{url}/")
-    form = page.locator('form[aria-label="Log in"]')
-    expect(form).to_be_visible(timeout=10_000)
-    form.get_by_label("Username").fill(username)
-    form.get_by_label("Password").fill(password)
-    form.get_by_role("button", name="Log in").click()
-    expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=15_000)
 
 
 def open_page(browser: Any, viewport: dict[str, int] = DESK) -> tuple[Any, Console]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e.conftest import VIEWPORT, Stack
+from tests.e2e.conftest import VIEWPORT, Stack, log_in
 from tests.e2e.test_frontend import Console
 from thorcut.flags.store import FlagStore
 from thorcut.manifest import DEFAULT_MANIFEST
@@ -71,13 +71,7 @@ def test_every_rest_call_of_the_page_names_its_build_and_is_counted_under_it(
         sent: list[tuple[str, str | None]] = []
         page.on("request", lambda r: sent.append((r.url, r.headers.get("x-thor-client"))) if "/api/" in r.url else None)
         try:
-            page.goto(f"{stack.server.url}/")
-            form = page.locator('form[aria-label="Log in"]')
-            expect(form).to_be_visible(timeout=10_000)
-            form.get_by_label("Username").fill("demo")
-            form.get_by_label("Password").fill("demo-pass")
-            form.get_by_role("button", name="Log in").click()
-            expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=15_000)
+            log_in(page, stack.server.url)
 
             # Every feature is in shadow (the `flags` fixture): the page polls each one's REST endpoints.
             def polled() -> list[str]:
